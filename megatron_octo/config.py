@@ -1,0 +1,365 @@
+"""One typed config tree for every entry point.
+
+A recipe is YAML; any key can be overridden on the command line as ``a.b=c``. Everything that can
+be checked without a process group is checked in :func:`validate`, and every error names the key
+(and the recipe file) it is about.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A recipe or override is wrong; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    # A name from megatron_octo.models.llama.PRESETS; the fields below override it when set.
+    preset: str = "tiny"
+    num_layers: Optional[int] = None
+    hidden_size: Optional[int] = None
+    ffn_hidden_size: Optional[int] = None
+    num_attention_heads: Optional[int] = None
+    num_query_groups: Optional[int] = None
+    vocab_size: Optional[int] = None
+    max_position_embeddings: Optional[int] = None
+    rotary_base: Optional[int] = None
+    rope_scaling_factor: Optional[float] = None  # 0 disables llama3 rope scaling
+    tie_embeddings: Optional[bool] = None
+    norm_epsilon: Optional[float] = None
+    init_method_std: float = 0.02
+    seq_length: int = 128
+    make_vocab_size_divisible_by: int = 128
+    # auto: Transformer Engine on a GPU when importable, megatron's local spec otherwise.
+    transformer_impl: str = "auto"  # auto | transformer_engine | local
+    # FP8 needs Transformer Engine on a GPU. null disables it.
+    fp8: Optional[str] = None  # e4m3 | hybrid
+    fp8_recipe: str = "delayed"  # delayed | tensorwise | blockwise | mxfp8
+    # auto: bf16 on GPU, fp32 on CPU.
+    params_dtype: str = "auto"  # auto | fp32 | bf16
+    recompute_granularity: Optional[str] = None  # full | selective
+    recompute_num_layers: Optional[int] = None
+
+
+@dataclass
+class ParallelConfig:
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    sequence_parallel: bool = False
+    use_distributed_optimizer: bool = False
+    # null: overlap on a GPU, not on CPU (gloo gains nothing from it).
+    overlap_grad_reduce: Optional[bool] = None
+    overlap_param_gather: Optional[bool] = None
+
+
+@dataclass
+class SourceConfig:
+    prefix: str = MISSING
+    weight: float = 1.0
+    name: str = ""
+
+
+@dataclass
+class TokenizerConfig:
+    # tokenizer.json (or its directory), SentencePiece .model, tiktoken file; null with library=null.
+    path: Optional[str] = None
+    library: str = "auto"  # auto | huggingface | sentencepiece | tiktoken | null
+
+
+@dataclass
+class DataConfig:
+    # Either an inline blend, or a mixture YAML file and a stage name in it.
+    blend: List[SourceConfig] = field(default_factory=list)
+    mixture: Optional[str] = None
+    stage: Optional[str] = None
+    split: str = "98,2,0"  # train, validation, test weights (megatron's --split)
+    # Where megatron's GPTDataset caches its index files; default: <checkpoint.save>/data_cache.
+    cache_dir: Optional[str] = None
+    # Megatron's mock dataset (random tokens): for benchmarks and smoke tests only.
+    mock: bool = False
+    reset_position_ids: bool = False
+    reset_attention_mask: bool = False
+    eod_mask_loss: bool = False
+
+
+@dataclass
+class TrainConfig:
+    tokens: int = MISSING  # this stage's token budget; 0 = initialise, save and stop
+    micro_batch_size: int = 1
+    global_batch_size: int = 8
+    seed: int = 1234
+    eval_interval: int = 0  # steps; 0 = no validation
+    eval_iters: int = 1
+    log_interval: int = 1
+    # Loss policy: skip (count and drop the update) or stop (save, then exit non-zero).
+    nan_policy: str = "stop"
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"  # adam (AdamW) | sgd
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+
+
+@dataclass
+class ScheduleConfig:
+    # stable: linear warmup then constant lr. decay: from the LR the stable stage ended at down to
+    # min_lr over this stage's tokens, with decay_style.
+    stage: str = "stable"  # stable | decay
+    lr: float = 3e-5
+    init_lr: float = 0.0
+    warmup_tokens: int = 0
+    min_lr: float = 0.0
+    decay_style: str = "cosine"  # cosine | linear | minus_sqrt | exponential
+
+
+@dataclass
+class CheckpointConfig:
+    save: Optional[str] = None
+    save_interval: int = 0  # steps; 0 = only at the end
+    # Resume from here when it holds a checkpoint (default: save).
+    load: Optional[str] = None
+    # Start a new stage from another run's checkpoint (a stable checkpoint for a decay branch).
+    # A directory with a tracker file (latest iteration) or one iter_XXXXXXX directory.
+    init_from: Optional[str] = None
+    # Take only model weights from init_from (e.g. converted from Hugging Face).
+    init_weights_only: bool = False
+    keep_last: int = 0  # 0 keeps every checkpoint
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard_dir: Optional[str] = None  # default: <checkpoint.save>/tensorboard
+    # FLOP/s of one device at the run's precision, for MFU. null: a table for known GPUs, or a
+    # GEMM measured at start-up on CPU.
+    peak_flops_per_device: Optional[float] = None
+
+
+@dataclass
+class Config:
+    run_name: str = "run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def _omegaconf_error(exc: OmegaConfBaseException, where: str) -> ConfigError:
+    key = getattr(exc, "full_key", None)
+    msg = getattr(exc, "msg", None) or str(exc).splitlines()[0]
+    return ConfigError(f"{where}: config key '{key}': {msg}" if key else f"{where}: {msg}")
+
+
+def load(recipe: Optional[str], overrides: List[str] = (), schema=Config) -> Any:
+    """Merge a YAML recipe and ``a.b=c`` overrides onto the schema; return a validated config."""
+    cfg = OmegaConf.structured(schema)
+    if recipe is not None:
+        if not os.path.isfile(recipe):
+            raise ConfigError(f"recipe file not found: {recipe}")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(recipe))
+        except OmegaConfBaseException as exc:
+            raise _omegaconf_error(exc, recipe) from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+    if overrides:
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        except OmegaConfBaseException as exc:
+            raise _omegaconf_error(exc, "command-line override") from None
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+    except OmegaConfBaseException as exc:
+        raise _omegaconf_error(exc, recipe or "config") from None
+    if missing:
+        raise ConfigError(f"{recipe or 'config'}: required config key(s) not set: {', '.join(missing)}")
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def to_yaml(cfg) -> str:
+    return OmegaConf.to_yaml(cfg)
+
+
+def _fail(key: str, msg: str):
+    raise ConfigError(f"config key '{key}': {msg}")
+
+
+def _one_of(key: str, value, allowed):
+    if value not in allowed:
+        _fail(key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
+    """Check everything that does not need a process group. Raises ConfigError naming the key."""
+    from megatron_octo.models.llama import resolve_architecture
+
+    arch = resolve_architecture(cfg.model)
+    par = cfg.parallel
+    for key in ("tp", "pp", "cp"):
+        if getattr(par, key) < 1:
+            _fail(f"parallel.{key}", f"must be >= 1, got {getattr(par, key)}")
+    model_parallel = par.tp * par.pp * par.cp
+    if world_size % model_parallel != 0:
+        _fail("parallel.tp", f"tp*pp*cp = {par.tp}*{par.pp}*{par.cp} = {model_parallel} does not divide "
+              f"the world size {world_size}")
+    dp = world_size // model_parallel
+    if arch.num_attention_heads % par.tp != 0:
+        _fail("parallel.tp", f"tensor parallel size {par.tp} does not divide "
+              f"model.num_attention_heads={arch.num_attention_heads}")
+    if arch.num_query_groups % par.tp != 0:
+        _fail("parallel.tp", f"tensor parallel size {par.tp} does not divide "
+              f"model.num_query_groups={arch.num_query_groups}")
+    if arch.num_layers % par.pp != 0:
+        _fail("parallel.pp", f"pipeline parallel size {par.pp} does not divide "
+              f"model.num_layers={arch.num_layers}")
+    if par.sequence_parallel and par.tp == 1:
+        _fail("parallel.sequence_parallel", "needs parallel.tp > 1")
+    if cfg.model.seq_length % (2 * par.cp) != 0 and par.cp > 1:
+        _fail("model.seq_length", f"{cfg.model.seq_length} must be divisible by 2*parallel.cp={2 * par.cp}")
+    if cfg.model.seq_length > arch.max_position_embeddings:
+        _fail("model.seq_length", f"{cfg.model.seq_length} exceeds model.max_position_embeddings="
+              f"{arch.max_position_embeddings}")
+
+    tr = cfg.train
+    if tr.micro_batch_size < 1:
+        _fail("train.micro_batch_size", f"must be >= 1, got {tr.micro_batch_size}")
+    if tr.global_batch_size % (tr.micro_batch_size * dp) != 0:
+        _fail("train.global_batch_size",
+              f"{tr.global_batch_size} is not micro_batch_size x micro-batches x data-parallel size "
+              f"({tr.micro_batch_size} x n x {dp}) for any whole n")
+    if tr.tokens < 0:
+        _fail("train.tokens", f"must be >= 0, got {tr.tokens}")
+    _one_of("train.nan_policy", tr.nan_policy, ("skip", "stop"))
+    if tr.eval_interval < 0 or tr.log_interval < 1 or tr.eval_iters < 1:
+        _fail("train.eval_interval" if tr.eval_interval < 0 else
+              "train.log_interval" if tr.log_interval < 1 else "train.eval_iters", "out of range")
+
+    m = cfg.model
+    _one_of("model.transformer_impl", m.transformer_impl, ("auto", "transformer_engine", "local"))
+    _one_of("model.params_dtype", m.params_dtype, ("auto", "fp32", "bf16"))
+    if m.transformer_impl == "transformer_engine" and not (have_te and have_gpu):
+        _fail("model.transformer_impl", "transformer_engine needs a CUDA GPU and the transformer-engine "
+              "package (pip install 'megatron-octo[gpu]'); use 'local' or 'auto' on this machine")
+    if m.fp8 is not None:
+        _one_of("model.fp8", m.fp8, ("e4m3", "hybrid"))
+        _one_of("model.fp8_recipe", m.fp8_recipe, ("delayed", "tensorwise", "blockwise", "mxfp8"))
+        if not (have_te and have_gpu):
+            _fail("model.fp8", f"FP8 ({m.fp8}) needs Transformer Engine on a CUDA GPU "
+                  f"(found: GPU={have_gpu}, transformer_engine={have_te}); set model.fp8=null")
+        if m.transformer_impl == "local":
+            _fail("model.fp8", "FP8 needs model.transformer_impl=transformer_engine (or auto)")
+    if m.params_dtype == "bf16" and not have_gpu:
+        pass  # bf16 on CPU is slow but valid; not an error.
+    if m.recompute_granularity is not None:
+        _one_of("model.recompute_granularity", m.recompute_granularity, ("full", "selective"))
+
+    sch = cfg.schedule
+    _one_of("schedule.stage", sch.stage, ("stable", "decay"))
+    _one_of("schedule.decay_style", sch.decay_style, ("cosine", "linear", "minus_sqrt", "exponential"))
+    if not (sch.lr > 0):
+        _fail("schedule.lr", f"must be > 0, got {sch.lr}")
+    if sch.min_lr < 0 or sch.min_lr > sch.lr:
+        _fail("schedule.min_lr", f"must be in [0, schedule.lr={sch.lr}], got {sch.min_lr}")
+    if sch.init_lr < 0 or sch.init_lr > sch.lr:
+        _fail("schedule.init_lr", f"must be in [0, schedule.lr={sch.lr}], got {sch.init_lr}")
+    if sch.warmup_tokens < 0:
+        _fail("schedule.warmup_tokens", f"must be >= 0, got {sch.warmup_tokens}")
+    if sch.stage == "decay" and cfg.checkpoint.init_from is None and _resume_dir(cfg) is None:
+        _fail("checkpoint.init_from", "a decay stage starts from a stable checkpoint: set "
+              "checkpoint.init_from to the stable run's checkpoint directory")
+    if sch.stage == "decay" and cfg.checkpoint.init_weights_only:
+        _fail("checkpoint.init_weights_only", "a decay stage keeps the stable stage's optimizer state "
+              "and LR; init_weights_only is for starting a stable stage from converted weights")
+
+    _one_of("optimizer.name", cfg.optimizer.name, ("adam", "sgd"))
+    if cfg.optimizer.clip_grad < 0:
+        _fail("optimizer.clip_grad", f"must be >= 0, got {cfg.optimizer.clip_grad}")
+
+    ck = cfg.checkpoint
+    if ck.save_interval < 0:
+        _fail("checkpoint.save_interval", f"must be >= 0, got {ck.save_interval}")
+    if ck.init_from is not None and not os.path.isdir(ck.init_from):
+        _fail("checkpoint.init_from", f"checkpoint directory not found: {ck.init_from}")
+    if ck.load is not None and not os.path.isdir(ck.load):
+        _fail("checkpoint.load", f"checkpoint directory not found: {ck.load}")
+
+    _one_of("tokenizer.library", cfg.tokenizer.library,
+            ("auto", "huggingface", "sentencepiece", "tiktoken", "null"))
+    if cfg.tokenizer.library != "null" and not cfg.data.mock:
+        if cfg.tokenizer.path is None:
+            _fail("tokenizer.path", "not set (use tokenizer.library=null with model.vocab_size for "
+                  "pre-tokenized data without a tokenizer file)")
+        if not os.path.exists(cfg.tokenizer.path):
+            _fail("tokenizer.path", f"file not found: {cfg.tokenizer.path}")
+    _validate_data(cfg)
+
+
+def _resume_dir(cfg) -> Optional[str]:
+    from megatron_octo.training.checkpointing import latest_checkpoint
+
+    for d in (cfg.checkpoint.load, cfg.checkpoint.save):
+        if d and latest_checkpoint(d) is not None:
+            return d
+    return None
+
+
+def _validate_data(cfg) -> None:
+    d = cfg.data
+    if d.mock:
+        return
+    if d.mixture is None and len(d.blend) == 0:
+        _fail("data.blend", "no training data: set data.blend (list of {prefix, weight}) or "
+              "data.mixture + data.stage (or data.mock=true for random tokens)")
+    if d.mixture is not None and len(d.blend) > 0:
+        _fail("data.mixture", "set either data.mixture or data.blend, not both")
+    if d.mixture is not None:
+        if d.stage is None:
+            _fail("data.stage", f"data.mixture={d.mixture} needs data.stage (e.g. stable, decay_long)")
+        if not os.path.isfile(d.mixture):
+            _fail("data.mixture", f"mixture file not found: {d.mixture}")
+    for i, src in enumerate(d.blend):
+        if not (src.weight > 0):
+            _fail(f"data.blend[{i}].weight", f"must be > 0, got {src.weight}")
+        for ext in (".bin", ".idx"):
+            if not os.path.isfile(src.prefix + ext):
+                _fail(f"data.blend[{i}].prefix", f"dataset file not found: {src.prefix}{ext}")
+    try:
+        parts = [float(x) for x in d.split.replace("/", ",").split(",")]
+    except ValueError:
+        _fail("data.split", f"{d.split!r} is not comma-separated numbers like '98,2,0'")
+    if len(parts) != 3 or any(p < 0 for p in parts) or parts[0] <= 0:
+        _fail("data.split", f"{d.split!r} needs three non-negative weights with train > 0")
+    if cfg.train.eval_interval > 0 and parts[1] <= 0:
+        _fail("data.split", "train.eval_interval > 0 needs a validation share in data.split")
+
+
+def data_parallel_size(cfg, world_size: int) -> int:
+    return world_size // (cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.cp)
+
+
+def num_microbatches(cfg, world_size: int) -> int:
+    dp = data_parallel_size(cfg, world_size)
+    return cfg.train.global_batch_size // (cfg.train.micro_batch_size * dp)
+
+
+def tokens_per_step(cfg) -> int:
+    return cfg.train.global_batch_size * cfg.model.seq_length

@@ -1,0 +1,398 @@
+"""The pretraining loop (stable and decay stages) on megatron-core.
+
+One step: ``get_forward_backward_func`` over the rank's micro-batches (pipeline schedule when
+PP > 1), megatron DDP grad reduction (``finalize_model_grads``), the megatron optimizer (optionally
+distributed) with grad clipping, then the token-based LR schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+from megatron_octo import config as cfgmod
+from megatron_octo.data import gpt_data
+from megatron_octo.models import llama
+from megatron_octo.runtime import distributed as rt
+from megatron_octo.schedule import ScheduleState, build_scheduler, current_lr
+from megatron_octo.training import checkpointing as ckpt
+from megatron_octo.training.metrics import (MetricsWriter, format_line, memory_gb,
+                                             peak_flops_per_device)
+
+EXIT_SIGNALLED = 75  # saved after SIGTERM/SIGUSR1: the job should be requeued (EX_TEMPFAIL)
+EXIT_NAN = 3  # stopped on a non-finite loss/grad under nan_policy=stop
+
+
+@dataclass
+class TrainResult:
+    iterations: int
+    tokens: int
+    stage_tokens: int
+    losses: list = field(default_factory=list)  # per step "lm loss" (last stage ranks; else empty)
+    lrs: list = field(default_factory=list)  # LR used by each step
+    valid_losses: list = field(default_factory=list)
+    checkpoint: Optional[str] = None
+    exit_code: int = 0
+    skipped: int = 0
+
+
+class _SignalFlag:
+    """SIGTERM/SIGUSR1 (Slurm's pre-timeout signal) ask for a save and a clean exit."""
+
+    def __init__(self):
+        self.received: Optional[int] = None
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def any_rank(self) -> bool:
+        flag = torch.tensor([1 if self.received is not None else 0], dtype=torch.int32,
+                            device="cuda" if torch.cuda.is_available() else "cpu")
+        if dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+    losses = output_tensor.float()
+    mask = loss_mask.view(-1).float()
+    loss = torch.sum(losses.view(-1) * mask) / mask.sum().clamp(min=1.0)
+    return loss, {"lm loss": loss.detach()}
+
+
+def _forward_step(data_iterator, model):
+    from megatron.core import parallel_state as ps
+
+    batch = next(data_iterator)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    tokens = batch["tokens"].to(dev, non_blocking=True)
+    labels = batch["labels"].to(dev, non_blocking=True)
+    loss_mask = batch["loss_mask"].to(dev, non_blocking=True)
+    position_ids = batch["position_ids"].to(dev, non_blocking=True)
+    attention_mask = batch.get("attention_mask")
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(dev, non_blocking=True)
+    if ps.get_context_parallel_world_size() > 1:
+        from megatron.core.utils import get_batch_on_this_cp_rank
+
+        cp = get_batch_on_this_cp_rank({"tokens": tokens, "labels": labels, "loss_mask": loss_mask,
+                                        "position_ids": position_ids, "attention_mask": attention_mask})
+        tokens, labels, loss_mask, position_ids = cp["tokens"], cp["labels"], cp["loss_mask"], cp["position_ids"]
+        attention_mask = cp["attention_mask"]
+    output = model(tokens, position_ids, attention_mask, labels=labels)
+    return output, partial(_loss_func, loss_mask)
+
+
+def _mean_over_dp(values: list[torch.Tensor]) -> float:
+    from megatron.core import parallel_state as ps
+
+    if not values:
+        return float("nan")
+    t = torch.stack([v.float() for v in values]).mean().reshape(1)
+    if dist.is_initialized():
+        dist.all_reduce(t, group=ps.get_data_parallel_group(with_context_parallel=True))
+        t /= ps.get_data_parallel_world_size(with_context_parallel=True)
+    return float(t.item())
+
+
+class Trainer:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.config_yaml = cfgmod.to_yaml(cfg)
+
+    # ----- set-up -------------------------------------------------------------------------
+    def setup(self):
+        from megatron.core import parallel_state as ps
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+        from megatron.core.distributed import finalize_model_grads
+        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+
+        cfg = self.cfg
+        gpu = torch.cuda.is_available()
+        le = rt.launch_env()
+        # Everything checkable is checked before a process group exists.
+        cfgmod.validate(cfg, le.world_size, have_gpu=gpu, have_te=llama.transformer_engine_available())
+        self.launch = rt.initialize(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.cp, seed=cfg.train.seed)
+        self.world = dist.get_world_size()
+        self.dp = cfgmod.data_parallel_size(cfg, self.world)
+        self.dp_rank = ps.get_data_parallel_rank()
+        self.num_micro = cfgmod.num_microbatches(cfg, self.world)
+        self.tps = cfgmod.tokens_per_step(cfg)
+        self.is_last_stage = ps.is_pipeline_last_stage()
+        self.log_rank = self.world - 1
+        self.is_log_rank = dist.get_rank() == self.log_rank
+
+        self.tokenizer = gpt_data.load_tokenizer(cfg)
+        vocab = None if cfg.model.vocab_size is not None else self.tokenizer.vocab_size
+        if cfg.data.mock or cfg.tokenizer.library == "null":
+            vocab = None
+        self.arch = llama.resolve_architecture(cfg.model, vocab)
+        if self.tokenizer.vocab_size > self.arch.vocab_size:
+            raise cfgmod.ConfigError(
+                f"config key 'model.vocab_size': {self.arch.vocab_size} is smaller than the tokenizer's "
+                f"vocabulary ({self.tokenizer.vocab_size}, {cfg.tokenizer.path})")
+        self.padded_vocab = llama.padded_vocab_size(self.arch.vocab_size, cfg.model.make_vocab_size_divisible_by,
+                                                    cfg.parallel.tp)
+
+        model = llama.build_gpt_model(cfg, self.arch, pre_process=ps.is_pipeline_first_stage(),
+                                      post_process=self.is_last_stage)
+        if gpu:
+            model.cuda(torch.cuda.current_device())
+        overlap_grad = cfg.parallel.overlap_grad_reduce if cfg.parallel.overlap_grad_reduce is not None else gpu
+        overlap_param = (cfg.parallel.overlap_param_gather if cfg.parallel.overlap_param_gather is not None
+                         else gpu and cfg.parallel.use_distributed_optimizer)
+        ddp_cfg = DistributedDataParallelConfig(
+            grad_reduce_in_fp32=True,
+            overlap_grad_reduce=overlap_grad,
+            overlap_param_gather=overlap_param and cfg.parallel.use_distributed_optimizer,
+            use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
+            check_for_nan_in_grad=False,
+            bucket_size=None if gpu else None,
+        )
+        self.tconfig = model.config
+        self.model = DistributedDataParallel(config=model.config, ddp_config=ddp_cfg, module=model)
+        o = cfg.optimizer
+        self.optimizer = get_megatron_optimizer(
+            OptimizerConfig(
+                optimizer=o.name, lr=cfg.schedule.lr, min_lr=cfg.schedule.min_lr, weight_decay=o.weight_decay,
+                adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps, clip_grad=o.clip_grad,
+                bf16=self.tconfig.bf16, params_dtype=self.tconfig.params_dtype,
+                use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
+            ),
+            [self.model],
+        )
+        # Megatron-LM wires these into the model config for the pipeline schedules.
+        self.tconfig.grad_scale_func = self.optimizer.scale_loss
+        self.tconfig.finalize_model_grads_func = finalize_model_grads
+        if overlap_grad:
+            self.tconfig.no_sync_func = self.model.no_sync
+        if overlap_param and cfg.parallel.use_distributed_optimizer:
+            self.tconfig.param_sync_func = self.model.start_param_sync
+
+        self._restore()
+        self.writer = MetricsWriter(self._tensorboard_dir(), enabled=self.is_log_rank)
+        self.peak = peak_flops_per_device(cfg.logging.peak_flops_per_device, fp8=cfg.model.fp8 is not None)
+        self.flops_per_token = llama.flops_per_token(self.arch, cfg.model.seq_length, self.padded_vocab)
+
+    def _tensorboard_dir(self) -> Optional[str]:
+        c = self.cfg
+        if c.logging.tensorboard_dir:
+            return c.logging.tensorboard_dir
+        return os.path.join(c.checkpoint.save, "tensorboard") if c.checkpoint.save else None
+
+    def _layout(self) -> dict:
+        p = self.cfg.parallel
+        return {"tp": p.tp, "pp": p.pp, "cp": p.cp, "dp": self.dp, "world_size": self.world}
+
+    def _restore(self):
+        """Resume this stage, or start it (from scratch or from another run's checkpoint)."""
+        cfg = self.cfg
+        budget = cfg.train.tokens
+        resume_dir = None
+        for d in (cfg.checkpoint.load, cfg.checkpoint.save):
+            if d and ckpt.latest_checkpoint(d) is not None:
+                resume_dir = ckpt.latest_checkpoint(d)
+                break
+        if resume_dir is not None:
+            st = ckpt.load(resume_dir, self.model, self.optimizer, with_optimizer=True, layout=self._layout())
+            if st.stage != cfg.schedule.stage:
+                raise ckpt.CheckpointError(
+                    f"{resume_dir}: is a '{st.stage}' checkpoint but schedule.stage={cfg.schedule.stage}; "
+                    "to branch a decay stage from it use checkpoint.init_from with a new checkpoint.save")
+            sched = ScheduleState.from_dict(st.schedule)
+            self.state = st
+            self.resumed_from = resume_dir
+            start_tokens, start_lr = sched.start_tokens, sched.start_lr
+        elif cfg.checkpoint.init_from is not None:
+            src = ckpt.resolve_checkpoint(cfg.checkpoint.init_from)
+            weights_only = cfg.checkpoint.init_weights_only
+            st = ckpt.load(src, self.model, self.optimizer, with_optimizer=not weights_only, layout=self._layout())
+            prev = ScheduleState.from_dict(st.schedule) if st.schedule else None
+            # A new stage: its own data position from 0; global iteration and tokens continue.
+            self.state = ckpt.TrainerState(iteration=st.iteration, tokens=st.tokens, stage=cfg.schedule.stage,
+                                           run_name=cfg.run_name, layout=self._layout())
+            self.resumed_from = None
+            self.initialised_from = src
+            start_tokens = st.tokens
+            start_lr = prev.lr if (prev is not None and cfg.schedule.stage == "decay") else None
+            if cfg.schedule.stage == "decay" and prev is None:
+                raise ckpt.CheckpointError(f"{src}: has no schedule state; a decay stage needs a stable checkpoint")
+        else:
+            self.state = ckpt.TrainerState(stage=cfg.schedule.stage, run_name=cfg.run_name, layout=self._layout())
+            self.resumed_from = None
+            start_tokens, start_lr = 0, None
+        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.optimizer.weight_decay,
+                                         stage_tokens=budget, start_tokens=start_tokens, start_lr=start_lr)
+        if self.resumed_from is not None:
+            # Put the scheduler exactly where the checkpoint left it.
+            self.scheduler.num_steps = start_tokens
+            self.scheduler.step(self.state.tokens - start_tokens)
+        self.sched_start = (start_tokens, start_lr if start_lr is not None else cfg.schedule.lr)
+        self.total_steps = -(-budget // self.tps)
+
+    # ----- loop ---------------------------------------------------------------------------
+    def _schedule_state(self) -> dict:
+        return ScheduleState(stage=self.cfg.schedule.stage, start_tokens=self.sched_start[0],
+                             start_lr=self.sched_start[1], stage_tokens=self.cfg.train.tokens,
+                             tokens=self.state.tokens, lr=current_lr(self.scheduler)).to_dict()
+
+    def save(self) -> Optional[str]:
+        if not self.cfg.checkpoint.save:
+            return None
+        self.state.schedule = self._schedule_state()
+        self.state.layout = self._layout()
+        return ckpt.save(self.cfg.checkpoint.save, self.model, self.optimizer, self.state, self.config_yaml,
+                         keep_last=self.cfg.checkpoint.keep_last)
+
+    def _build_data(self):
+        cfg = self.cfg
+        gbs = cfg.train.global_batch_size
+        train_samples = self.total_steps * gbs
+        n_evals = (self.total_steps // cfg.train.eval_interval + 1) if cfg.train.eval_interval > 0 else 0
+        valid_samples = cfg.train.eval_iters * gbs if n_evals else 0
+        cache = cfg.data.cache_dir or (os.path.join(cfg.checkpoint.save, "data_cache") if cfg.checkpoint.save else None)
+        self.splits = gpt_data.build_splits(cfg, train_samples=max(train_samples, 1),
+                                            valid_samples=valid_samples, cache_dir=cache)
+
+    def _train_iter(self):
+        return gpt_data.micro_batches(self.splits.train, start_sample=self.state.consumed_samples,
+                                      micro_batch_size=self.cfg.train.micro_batch_size,
+                                      dp_rank=self.dp_rank, dp_size=self.dp)
+
+    def evaluate(self) -> float:
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        cfg = self.cfg
+        it = gpt_data.micro_batches(self.splits.valid, start_sample=0, micro_batch_size=cfg.train.micro_batch_size,
+                                    dp_rank=self.dp_rank, dp_size=self.dp,
+                                    num_samples=cfg.train.eval_iters * cfg.train.global_batch_size)
+        self.model.eval()
+        with torch.no_grad():
+            out = get_forward_backward_func()(
+                forward_step_func=_forward_step, data_iterator=it, model=[self.model],
+                num_microbatches=self.num_micro * cfg.train.eval_iters, seq_length=cfg.model.seq_length,
+                micro_batch_size=cfg.train.micro_batch_size, forward_only=True)
+        self.model.train()
+        return _mean_over_dp([o["lm loss"] for o in out]) if self.is_last_stage else float("nan")
+
+    def train(self) -> TrainResult:
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        cfg = self.cfg
+        self._build_data()
+        data_iter = self._train_iter()
+        fwd_bwd = get_forward_backward_func()
+        sig = _SignalFlag()
+        result = TrainResult(iterations=self.state.iteration, tokens=self.state.tokens,
+                             stage_tokens=self.state.stage_tokens)
+        if self.is_log_rank:
+            where = (f"resumed from {self.resumed_from}" if self.resumed_from else
+                     f"initialised from {getattr(self, 'initialised_from', None)}" if getattr(self, "initialised_from", None)
+                     else "from scratch")
+            self.writer.console(
+                f"[megatron-octo] {cfg.run_name}: stage={cfg.schedule.stage} {where}; world={self.world} "
+                f"tp={cfg.parallel.tp} pp={cfg.parallel.pp} dp={self.dp}; {self.total_steps} steps of "
+                f"{self.tps} tokens; params={llama.num_parameters(self.arch, self.padded_vocab)/1e6:.2f}M")
+            self.writer.text("config", "```\n" + self.config_yaml + "\n```")
+        log_t0, log_steps = time.perf_counter(), 0
+        save_every = cfg.checkpoint.save_interval
+        while self.state.stage_iteration < self.total_steps:
+            lr = current_lr(self.scheduler)
+            self.model.zero_grad_buffer()
+            self.optimizer.zero_grad()
+            out = fwd_bwd(forward_step_func=_forward_step, data_iterator=data_iter, model=[self.model],
+                          num_microbatches=self.num_micro, seq_length=cfg.model.seq_length,
+                          micro_batch_size=cfg.train.micro_batch_size, forward_only=False)
+            loss = _mean_over_dp([o["lm loss"] for o in out]) if self.is_last_stage else 0.0
+            bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0])
+            if dist.is_initialized():
+                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+            if bad.item() > 0:
+                self.state.skipped_iterations += 1
+                if cfg.train.nan_policy == "stop":
+                    result.exit_code = EXIT_NAN
+                    self.writer.console(f"[megatron-octo] non-finite loss at iteration {self.state.iteration + 1}; "
+                                        "stopping (train.nan_policy=stop) without updating the weights")
+                    break
+                grad_norm = None
+            else:
+                ok, grad_norm, _ = self.optimizer.step()
+                if not ok:
+                    self.state.skipped_iterations += 1
+            self.scheduler.step(self.tps)
+            self.state.iteration += 1
+            self.state.stage_iteration += 1
+            self.state.consumed_samples += cfg.train.global_batch_size
+            self.state.tokens += self.tps
+            self.state.stage_tokens += self.tps
+            result.losses.append(loss)
+            result.lrs.append(lr)
+            log_steps += 1
+            if self.state.stage_iteration % cfg.train.log_interval == 0 or self.state.stage_iteration == self.total_steps:
+                dt = (time.perf_counter() - log_t0) / log_steps
+                tflops = self.flops_per_token * self.tps / dt / self.world / 1e12
+                mem_name, mem = memory_gb()
+                vals = {"lm loss": loss, "learning-rate": lr, "grad-norm": grad_norm,
+                        "batch-size": cfg.train.global_batch_size, "throughput": tflops,
+                        "tokens-per-sec": self.tps / dt, "mfu": tflops * 1e12 / self.peak,
+                        "iteration-time": dt, mem_name: mem, "skipped-iterations": self.state.skipped_iterations,
+                        "consumed-tokens": self.state.tokens}
+                self.writer.scalars(vals, self.state.iteration, self.state.tokens)
+                self.writer.console(format_line(
+                    iteration=self.state.iteration, total=self.state.iteration - self.state.stage_iteration + self.total_steps,
+                    tokens=self.state.tokens, ms_per_iter=dt * 1e3, tflops=tflops, tokens_per_sec=self.tps / dt,
+                    lr=lr, batch_size=cfg.train.global_batch_size, loss=loss, grad_norm=grad_norm,
+                    skipped=self.state.skipped_iterations))
+                log_t0, log_steps = time.perf_counter(), 0
+            if cfg.train.eval_interval and self.state.stage_iteration % cfg.train.eval_interval == 0:
+                self._validate(result)
+            if save_every and self.state.stage_iteration % save_every == 0 and self.state.stage_iteration < self.total_steps:
+                result.checkpoint = self.save()
+            if sig.any_rank():
+                result.checkpoint = self.save()
+                result.exit_code = EXIT_SIGNALLED
+                self.writer.console(f"[megatron-octo] signal received: saved {result.checkpoint} at iteration "
+                                    f"{self.state.iteration}; exiting with {EXIT_SIGNALLED} so the job is requeued")
+                break
+        else:
+            if cfg.train.eval_interval and self.state.stage_iteration % cfg.train.eval_interval != 0 and self.total_steps:
+                self._validate(result)
+            result.checkpoint = self.save()
+        if result.exit_code == EXIT_NAN and cfg.checkpoint.save:
+            result.checkpoint = self.save()
+        sig.restore()
+        result.iterations, result.tokens = self.state.iteration, self.state.tokens
+        result.stage_tokens, result.skipped = self.state.stage_tokens, self.state.skipped_iterations
+        if self.is_log_rank and result.exit_code == 0:
+            self.writer.console(f"[megatron-octo] done: {self.state.stage_tokens} tokens in this stage "
+                                f"({self.state.tokens} total), checkpoint {result.checkpoint}")
+        self.writer.close()
+        return result
+
+    def _validate(self, result: TrainResult):
+        vloss = self.evaluate()
+        if self.is_last_stage:
+            result.valid_losses.append(vloss)
+        ppl = math.exp(min(vloss, 20.0)) if math.isfinite(vloss) else float("nan")
+        self.writer.scalars({"lm loss validation": vloss, "lm loss validation ppl": ppl},
+                            self.state.iteration, self.state.tokens, vs_tokens=("lm loss validation",))
+        self.writer.console(f" validation loss at iteration {self.state.iteration} | lm loss: {vloss:.6E} | "
+                            f"lm loss PPL: {ppl:.6E}")
