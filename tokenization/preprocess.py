@@ -28,6 +28,7 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict
 from typing import Iterator, Optional
@@ -40,7 +41,10 @@ from tokenization.readers import (
 )
 from tokenization.templates import TEMPLATES, TemplateError, canonical_name
 from tokenization.tokenizer import LIBRARIES, EncoderSpec, FastEncoder, TokenizerError, encoder_spec
-from tokenization.worker import REASONS, ChunkResult, Selection, encode_chunk, init_worker, process_chunk
+from tokenization.worker import (
+    REASONS, ChunkResult, Selection, clear_worker, encode_chunk, init_forked_worker, init_worker,
+    process_chunk,
+)
 
 SUMMARY_VERSION = 1
 
@@ -72,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", "-j", type=int, default=1, help="encoding processes (1 = in-process)")
     p.add_argument("--chunk-docs", type=int, default=512, help="records per chunk")
     p.add_argument("--chunk-bytes", type=int, default=1 << 20, help="raw bytes per chunk")
+    p.add_argument("--start-method", default="auto", choices=("auto", "fork", "spawn"),
+                   help="worker start method (auto: fork when safe, else spawn; same output)")
     p.add_argument("--partition", default=None,
                    help="k/n: process only part k (0-based) of n contiguous, size-balanced file groups")
     p.add_argument("--strict", action="store_true", help="fail on the first bad record (names file:line)")
@@ -101,15 +107,42 @@ def _chunks(streams: list[RecordStream], chunk_docs: int, chunk_bytes: int,
             yield fi, items, size
 
 
-def _ordered_results(chunks, workers: int, spec: EncoderSpec, sel: Selection, dtype: np.dtype):
+def choose_start_method(requested: str = "auto") -> str:
+    """``fork`` when it is safe (the CLI: no torch, no other threads), else ``spawn``.
+
+    A forked worker inherits the tokenizer the main process already loaded (loading Qwen's
+    tokenizer.json costs ~1.5 s per process); a spawned one loads it again. The output is the same.
+    """
+    if requested != "auto":
+        return requested
+    if "fork" not in mp.get_all_start_methods():
+        return "spawn"
+    if "torch" in sys.modules or threading.active_count() > 1:
+        return "spawn"
+    return "fork"
+
+
+def _ordered_results(chunks, workers: int, spec: EncoderSpec, sel: Selection, dtype: np.dtype,
+                     start_method: str = "auto"):
     """Chunk results in submission order; a bounded window of work in flight."""
     if workers <= 1:
         encoder = FastEncoder(spec, threads=None)
         for fi, items, size in chunks:
             yield fi, size, encode_chunk(items, sel, encoder, dtype)
         return
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(workers, initializer=init_worker, initargs=(spec, sel, dtype.name))
+    method = choose_start_method(start_method)
+    ctx = mp.get_context(method)
+    if method == "fork":
+        # workers inherit the state; the parent itself never encodes in this mode
+        saved = os.environ.get("TOKENIZERS_PARALLELISM")
+        init_worker(spec, sel, dtype.name)
+        pool = ctx.Pool(workers, initializer=init_forked_worker)
+        if saved is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
+    else:
+        pool = ctx.Pool(workers, initializer=init_worker, initargs=(spec, sel, dtype.name))
     window: collections.deque = collections.deque()
     try:
         for fi, items, size in chunks:
@@ -124,6 +157,7 @@ def _ordered_results(chunks, workers: int, spec: EncoderSpec, sel: Selection, dt
         pool.join()
     finally:
         pool.terminate()
+        clear_worker()
 
 
 class _Progress:
@@ -165,7 +199,9 @@ def run(args: argparse.Namespace) -> dict:
     partition = parse_partition(args.partition)
     all_files = expand_inputs(args.input)
     files = partition_files(all_files, *partition) if partition else all_files
+    t_load = time.perf_counter()
     spec = encoder_spec(args.tokenizer, args.tokenizer_library, args.vocab_size, args.eod_token)
+    load_s = time.perf_counter() - t_load
     dtype = np.dtype(spec.dtype_name)
 
     out = AtomicOutput(args.output_prefix, overwrite=args.overwrite)
@@ -185,7 +221,8 @@ def run(args: argparse.Namespace) -> dict:
         rej_f = open(out.tmp(".rejects.jsonl"), "w", encoding="utf-8")
         with bin_f, rej_f:
             chunks = _chunks(streams, args.chunk_docs, args.chunk_bytes, tally)
-            for fi, size, res in _ordered_results(chunks, args.workers, spec, sel, dtype):
+            for fi, size, res in _ordered_results(chunks, args.workers, spec, sel, dtype,
+                                                   args.start_method):
                 res: ChunkResult
                 fname = files[fi]
                 for number, reason, detail in res.rejects:
@@ -239,6 +276,7 @@ def run(args: argparse.Namespace) -> dict:
             },
             "workers": args.workers,
             "elapsed_s": round(elapsed, 3),
+            "tokenizer_load_s": round(load_s, 3),
             "throughput": {
                 "docs_per_s": round(n_docs / elapsed, 1),
                 "tokens_per_s": round(n_tokens / elapsed, 1),

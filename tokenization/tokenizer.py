@@ -89,6 +89,16 @@ class TokenizerError(ValueError):
     """A tokenizer file that cannot be used (unknown kind, no EOD token, bad arguments)."""
 
 
+# Library objects loaded by encoder_spec, reused by FastEncoder in the same process and in forked
+# preprocess workers (loading Qwen's tokenizer.json takes ~1.5 s of CPU; a fork inherits it).
+_LOADED: dict[tuple, Any] = {}
+
+
+def _cache_key(kind: str, path: str) -> tuple:
+    st = os.stat(path)
+    return (kind, path, st.st_mtime_ns, st.st_size)
+
+
 # --------------------------------------------------------------------------------------------
 # Detection and the light-weight spec
 # --------------------------------------------------------------------------------------------
@@ -280,6 +290,7 @@ def encoder_spec(
             tok = Tokenizer.from_file(jf)
         except Exception as e:  # tokenizers raises its own Exception type
             raise TokenizerError(f"cannot load huggingface tokenizer {jf}: {e}") from None
+        _LOADED[_cache_key("hf", jf)] = tok
         vocab = tok.get_vocab(with_added_tokens=True)
         eod_tok = _hf_pick_eod(jf, vocab, eod_token)
         return EncoderSpec("huggingface", path, eod=vocab[eod_tok],
@@ -368,14 +379,21 @@ class FastEncoder:
                 os.environ["TOKENIZERS_PARALLELISM"] = "false"
             from tokenizers import Tokenizer
 
-            self._tok = Tokenizer.from_file(_hf_json_file(spec.path))
+            jf = _hf_json_file(spec.path)
+            self._tok = _LOADED.get(_cache_key("hf", jf))
+            if self._tok is None:
+                self._tok = Tokenizer.from_file(jf)
+            self._fast = hasattr(self._tok, "encode_batch_fast")
         elif lib == "sentencepiece":
             import sentencepiece as spm
 
             self._sp = spm.SentencePieceProcessor()
             self._sp.Load(spec.path)
         elif lib == "tiktoken":
-            self._enc = build_tiktoken_encoding(spec)
+            key = _cache_key("tiktoken", spec.path)
+            self._enc = _LOADED.get(key)
+            if self._enc is None:
+                self._enc = _LOADED[key] = build_tiktoken_encoding(spec)
         elif lib != "null":
             raise TokenizerError(f"unknown tokenizer library {lib!r}")
 
@@ -384,7 +402,9 @@ class FastEncoder:
         if not texts:
             return []
         if lib == "huggingface":
-            return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+            # encode_batch_fast (tokenizers >= 0.20) skips offset tracking; the ids are the same
+            enc = self._tok.encode_batch_fast if self._fast else self._tok.encode_batch
+            return [e.ids for e in enc(texts, add_special_tokens=False)]
         if lib == "sentencepiece":
             if self.spec.extra.get("removed_extra_spaces"):
                 return [self._sp_extra_space(t) for t in texts]

@@ -190,5 +190,16 @@ def init_worker(spec: EncoderSpec, sel: Selection, dtype_name: str) -> None:
     _STATE["dtype"] = np.dtype(dtype_name)
 
 
+def init_forked_worker() -> None:
+    """Forked workers already hold ``_STATE`` (set by the parent); keep them single-threaded."""
+    import os
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def clear_worker() -> None:
+    _STATE.clear()
+
+
 def process_chunk(items) -> ChunkResult:
     return encode_chunk(items, _STATE["sel"], _STATE["encoder"], _STATE["dtype"])

@@ -46,19 +46,25 @@ _BOX_TOKENS = ("\\boxed", "\\fbox")
 def _match_braces(text: str, open_idx: int) -> Optional[int]:
     """Index of the brace closing the one at ``open_idx``; None if the text ends first.
 
-    Escaped braces ``\\{``/``\\}`` are counted like plain ones on purpose: inside a box they
-    always come in pairs (``\\{1,2\\}``), and counting them keeps the rule identical to the
-    reference harnesses.
+    Backslash escapes are skipped, so ``\\{``/``\\}`` (set braces, ``\\left\\{ ... \\right.``
+    in piecewise functions) never count; the reference harnesses count them, which breaks on
+    unbalanced ``\\left\\{``.
     """
     depth = 0
-    for i in range(open_idx, len(text)):
+    i = open_idx
+    n = len(text)
+    while i < n:
         c = text[i]
+        if c == "\\":
+            i += 2
+            continue
         if c == "{":
             depth += 1
         elif c == "}":
             depth -= 1
             if depth == 0:
                 return i
+        i += 1
     return None
 
 

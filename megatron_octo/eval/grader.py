@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import atexit
 import math
-import multiprocessing as mp
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class Verdict:
 _NUM_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?")
 _FRAC_RE = re.compile(r"(-?)\\frac\{(-?\d+(?:\.\d+)?)\}\{(-?\d+(?:\.\d+)?)\}")
 _SLASH_RE = re.compile(r"(-?\d+(?:\.\d+)?)/(-?\d+(?:\.\d+)?)")
+_SCI_RE = re.compile(r"(-?\d+(?:\.\d+)?)(?:\\times|\\cdot|\*)10\^\{?(-?\d+)\}?")
 
 
 def _number(norm: str) -> Optional[tuple[float, bool]]:
@@ -95,6 +97,12 @@ def _number(norm: str) -> Optional[tuple[float, bool]]:
             return None
         v = float(m.group(2)) / den
         return (-v if m.group(1) else v), pct
+    m = _SCI_RE.fullmatch(s)
+    if m:
+        try:
+            return float(m.group(1)) * 10.0 ** int(m.group(2)), pct
+        except OverflowError:
+            return None
     m = _SLASH_RE.fullmatch(s)
     if m:
         den = float(m.group(2))
@@ -105,7 +113,7 @@ def _number(norm: str) -> Optional[tuple[float, bool]]:
 
 
 def _close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-9)
+    return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-12)
 
 
 def _numbers_equal(p: tuple[float, bool], g: tuple[float, bool]) -> bool:
@@ -130,14 +138,15 @@ def _math_verify():
     return _MV
 
 
-def _mv_equal(pred: str, gold: str, inner_timeout: Optional[int]) -> bool:
+def _mv_equal(pred: str, gold: str, inner_timeout: Optional[int]) -> Optional[bool]:
+    """math-verify verdict, or None if either side did not parse (so a caller can retry)."""
     parse, verify, cfg = _math_verify()
     g = parse("$" + gold + "$", extraction_config=cfg, parsing_timeout=inner_timeout)
     if not g:
-        return False
+        return None
     p = parse("$" + pred + "$", extraction_config=cfg, parsing_timeout=inner_timeout)
     if not p:
-        return False
+        return None
     return bool(verify(g, p, timeout_seconds=inner_timeout))
 
 
@@ -154,13 +163,13 @@ def _single_equal(pred: str, gold: str, inner_timeout: Optional[int]) -> bool:
         return _numbers_equal(pn, gn)
     raw_p, raw_g = strip_math_delimiters(pred).replace("$", ""), strip_math_delimiters(gold).replace("$", "")
     try:
-        if _mv_equal(raw_p, raw_g, inner_timeout):
-            return True
-        if (np_, ng) != (raw_p, raw_g) and _mv_equal(np_, ng, inner_timeout):
-            return True
+        r = _mv_equal(raw_p, raw_g, inner_timeout)
+        if r is None and (np_, ng) != (raw_p, raw_g):
+            # The raw LaTeX did not parse (units, \text, stray markup): try the normalised form.
+            r = _mv_equal(np_, ng, inner_timeout)
+        return bool(r)
     except Exception:  # noqa: BLE001 - any parser/sympy failure means "not shown equal"
         return False
-    return False
 
 
 def _match_all(preds: list[str], golds: list[str], inner_timeout: Optional[int]) -> bool:
@@ -213,8 +222,12 @@ def equivalent(pred: str, gold: str, *, inner_timeout: Optional[int] = None) -> 
 # ---------------------------------------------------------------------------------------
 
 
-def _worker_main(conn, memory_mb: int, inner_timeout: Optional[int]) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+def _worker_main(read_fd: int, write_fd: int, memory_mb: int) -> None:
+    """Loop of a worker process: receive (pred, gold), send back a bool. Started by
+    ``python -m megatron_octo.eval._grader_worker``."""
+    from multiprocessing.connection import Connection
+
+    rconn, wconn = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     if memory_mb and memory_mb > 0:
         try:
             import resource
@@ -227,15 +240,15 @@ def _worker_main(conn, memory_mb: int, inner_timeout: Optional[int]) -> None:
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     _math_verify()
-    conn.send("ready")
+    wconn.send("ready")
     while True:
         try:
-            msg = conn.recv()
+            msg = rconn.recv()
         except (EOFError, OSError):
             return
         if msg is None:
             return
-        pred, gold = msg
+        pred, gold, inner_timeout = msg
         try:
             ok = equivalent(pred, gold, inner_timeout=inner_timeout)
         except MemoryError:
@@ -243,32 +256,28 @@ def _worker_main(conn, memory_mb: int, inner_timeout: Optional[int]) -> None:
         except Exception:  # noqa: BLE001 - a grading failure is a wrong answer, not a crash
             ok = False
         try:
-            conn.send(bool(ok))
+            wconn.send(bool(ok))
         except (EOFError, OSError):
             return
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "deadline", "task")
+    __slots__ = ("proc", "send", "conn", "deadline", "task")
 
-    def __init__(self, proc, conn):
-        self.proc, self.conn, self.deadline, self.task = proc, conn, None, None
+    def __init__(self, proc, send, conn):
+        self.proc, self.send, self.conn, self.deadline, self.task = proc, send, conn, None, None
 
 
 @dataclass
 class _Settings:
     workers: int
     memory_mb: int
-    start_method: str
     startup_timeout: float = 120.0
 
 
 def _default_settings() -> _Settings:
     n = int(os.environ.get("OCTO_GRADER_WORKERS", "0")) or max(1, min(16, (os.cpu_count() or 2) // 2))
-    methods = mp.get_all_start_methods()
-    # forkserver/spawn, not fork: forking a parent that holds torch/OpenMP threads can deadlock.
-    start = "forkserver" if "forkserver" in methods else "spawn"
-    return _Settings(workers=n, memory_mb=int(os.environ.get("OCTO_GRADER_MEMORY_MB", DEFAULT_MEMORY_MB)), start_method=start)
+    return _Settings(workers=n, memory_mb=int(os.environ.get("OCTO_GRADER_MEMORY_MB", DEFAULT_MEMORY_MB)))
 
 
 _LOCK = threading.RLock()
@@ -276,9 +285,10 @@ _SETTINGS = _default_settings()
 _WORKERS: list[_Worker] = []
 
 
-def configure_grader(*, workers: Optional[int] = None, memory_mb: Optional[int] = None, start_method: Optional[str] = None) -> None:
-    """Set the worker count, per-worker address-space limit (MB, 0 = none) and start method.
-    Running workers are stopped and restarted lazily with the new settings."""
+def configure_grader(*, workers: Optional[int] = None, memory_mb: Optional[int] = None) -> None:
+    """Set the worker count and the per-worker address-space limit (MB, 0 = none).
+    Running workers are stopped and restarted lazily with the new settings.
+    Environment defaults: OCTO_GRADER_WORKERS, OCTO_GRADER_MEMORY_MB."""
     with _LOCK:
         shutdown_grader()
         if workers is not None:
@@ -287,39 +297,55 @@ def configure_grader(*, workers: Optional[int] = None, memory_mb: Optional[int] 
             _SETTINGS.workers = workers
         if memory_mb is not None:
             _SETTINGS.memory_mb = memory_mb
-        if start_method is not None:
-            if start_method not in mp.get_all_start_methods():
-                raise ValueError(f"start_method {start_method!r} not in {mp.get_all_start_methods()}")
-            _SETTINGS.start_method = start_method
 
 
-def _inner_timeout(timeout: float) -> int:
-    # math-verify's own alarm (whole seconds) gives a graceful per-step failure inside the
-    # worker; the parent's deadline is the hard limit.
-    return max(1, int(timeout))
+def _inner_timeout(timeout: float) -> Optional[int]:
+    # math-verify's own alarm (whole seconds) lets a worker give up gracefully, without being
+    # killed and restarted, when a sub-step is slow; it is set a second before the parent's
+    # hard deadline, and disabled when the limit is under 2 s (the hard limit then acts alone).
+    return int(timeout) - 1 if timeout >= 2 else None
 
 
-def _start_worker(timeout: float) -> _Worker:
-    ctx = mp.get_context(_SETTINGS.start_method)
-    parent, child = ctx.Pipe(duplex=True)
-    proc = ctx.Process(target=_worker_main, args=(child, _SETTINGS.memory_mb, _inner_timeout(timeout)), daemon=True)
-    proc.start()
-    child.close()
-    if not parent.poll(_SETTINGS.startup_timeout):
-        proc.kill()
-        proc.join(5)
+def _start_worker() -> _Worker:
+    # A fresh interpreter rather than multiprocessing: fork of a parent holding torch/OpenMP
+    # threads can deadlock, and spawn/forkserver re-import the caller's __main__, which breaks
+    # scripts without an `if __name__ == "__main__"` guard.
+    from multiprocessing.connection import Connection
+
+    to_child_r, to_child_w = os.pipe()
+    to_parent_r, to_parent_w = os.pipe()
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [
+        sys.executable, "-m", "megatron_octo.eval._grader_worker",
+        str(to_child_r), str(to_parent_w), str(_SETTINGS.memory_mb),
+    ]
+    try:
+        proc = subprocess.Popen(cmd, pass_fds=(to_child_r, to_parent_w), stdin=subprocess.DEVNULL, env=env)
+    finally:
+        os.close(to_child_r)
+        os.close(to_parent_w)
+    send = Connection(to_child_w, readable=False)
+    conn = Connection(to_parent_r, writable=False)
+    w = _Worker(proc, send, conn)
+    if not conn.poll(_SETTINGS.startup_timeout):
+        _kill(w)
         raise RuntimeError(f"grader worker did not start within {_SETTINGS.startup_timeout}s")
     try:
-        msg = parent.recv()
+        msg = conn.recv()
     except EOFError as e:
-        proc.join(5)
+        code = proc.wait(5)
+        _kill(w)
         raise RuntimeError(
-            f"grader worker exited during start-up (exit code {proc.exitcode}); "
-            f"memory limit {_SETTINGS.memory_mb} MB may be too low (configure_grader(memory_mb=...))"
+            f"grader worker exited during start-up (exit code {code}); if the memory limit "
+            f"({_SETTINGS.memory_mb} MB) is too low raise it with configure_grader(memory_mb=...)"
         ) from e
     if msg != "ready":
+        _kill(w)
         raise RuntimeError(f"unexpected message from grader worker: {msg!r}")
-    return _Worker(proc, parent)
+    return w
 
 
 def _kill(w: _Worker) -> None:
@@ -327,11 +353,15 @@ def _kill(w: _Worker) -> None:
         w.proc.kill()
     except Exception:  # noqa: BLE001
         pass
-    w.proc.join(5)
     try:
-        w.conn.close()
+        w.proc.wait(5)
     except Exception:  # noqa: BLE001
         pass
+    for c in (w.send, w.conn):
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def shutdown_grader() -> None:
@@ -339,15 +369,15 @@ def shutdown_grader() -> None:
     with _LOCK:
         for w in _WORKERS:
             try:
-                w.conn.send(None)
+                w.send.send(None)
             except Exception:  # noqa: BLE001
                 pass
         for w in _WORKERS:
-            w.proc.join(1)
-            if w.proc.is_alive():
-                _kill(w)
-            else:
-                w.conn.close()
+            try:
+                w.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
+            _kill(w)
         _WORKERS.clear()
 
 
@@ -361,10 +391,9 @@ def _run_pairs(pairs: list[tuple[str, str]], timeout: float) -> list[tuple[bool,
         return []
     with _LOCK:
         want = min(_SETTINGS.workers, len(pairs))
-        # Workers started for a different timeout keep a different inner math-verify alarm; that
-        # only affects graceful failure inside the worker, not the hard limit, so reuse them.
         while len(_WORKERS) < want:
-            _WORKERS.append(_start_worker(timeout))
+            _WORKERS.append(_start_worker())
+        inner = _inner_timeout(timeout)
         pool = _WORKERS[:want]
         next_task = 0
 
@@ -375,12 +404,12 @@ def _run_pairs(pairs: list[tuple[str, str]], timeout: float) -> list[tuple[bool,
                 return
             w.task = next_task
             next_task += 1
-            w.conn.send(pairs[w.task])
+            w.send.send((pairs[w.task][0], pairs[w.task][1], inner))
             w.deadline = time.monotonic() + timeout
 
         def replace(w: _Worker) -> None:
             _kill(w)
-            nw = _start_worker(timeout)
+            nw = _start_worker()
             i = _WORKERS.index(w)
             _WORKERS[i] = nw
             pool[pool.index(w)] = nw

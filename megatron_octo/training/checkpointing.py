@@ -137,7 +137,9 @@ def _set_rng_state(state) -> None:
     get_cuda_rng_tracker().set_states(state["tracker"])
 
 
-_OPT_METADATA = {"distrib_optim_sharding_type": "fully_sharded_model_space"}
+# fully_reshardable: the distributed optimizer state loads at any TP/PP/DP (gathered on DP rank 0 to
+# save); megatron-core 0.16 no longer supports the flattened "fully_sharded_model_space" format.
+_OPT_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
 
 
 def unwrap(model):
