@@ -336,6 +336,12 @@ def _validate_data(cfg) -> None:
             _fail("data.stage", f"data.mixture={d.mixture} needs data.stage (e.g. stable, decay_long)")
         if not os.path.isfile(d.mixture):
             _fail("data.mixture", f"mixture file not found: {d.mixture}")
+        from megatron_octo.data.mixture import MixtureError, load_mixture
+
+        try:
+            load_mixture(d.mixture, d.stage, check_files=True)
+        except MixtureError as exc:
+            _fail("data.mixture", str(exc))
     for i, src in enumerate(d.blend):
         if not (src.weight > 0):
             _fail(f"data.blend[{i}].weight", f"must be > 0, got {src.weight}")

@@ -13,7 +13,6 @@ Every byte read from disk goes through a SHA-256 so the summary can name the exa
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import os
 import zlib
@@ -156,17 +155,36 @@ def _split_lines(blocks: Iterator[bytes]) -> Iterator[Union[bytes, ReadProblem]]
 
 
 def _gz_blocks(raw: _HashingReader) -> Iterator[Union[bytes, ReadProblem]]:
-    f = gzip.GzipFile(fileobj=raw, mode="rb")
+    """Decompress (multi-member) gzip, yielding output as it comes so that a truncated stream
+    still delivers everything before the cut (``gzip.GzipFile.read`` would drop its last block)."""
+    dobj = zlib.decompressobj(wbits=31)
+    in_member = False
     try:
         while True:
-            b = f.read(BLOCK)
-            if not b:
-                return
-            yield b
-    except EOFError as e:
-        yield ReadProblem("truncated_input", f"gzip stream ends early ({e})")
-    except (gzip.BadGzipFile, zlib.error, OSError) as e:
+            chunk = raw.read(BLOCK)
+            if not chunk:
+                break
+            while chunk:
+                out = dobj.decompress(chunk)
+                in_member = True
+                if out:
+                    yield out
+                if dobj.eof:
+                    chunk = dobj.unused_data
+                    dobj = zlib.decompressobj(wbits=31)
+                    in_member = False
+                    if chunk and not chunk.strip(b"\x00"):
+                        chunk = b""  # zero padding after the last member (as gzip tolerates)
+                else:
+                    chunk = b""
+        tail = dobj.flush()
+        if tail:
+            yield tail
+    except zlib.error as e:
         yield ReadProblem("corrupt_input", f"gzip stream unreadable ({e})")
+        return
+    if in_member:
+        yield ReadProblem("truncated_input", "gzip stream ends early (no end-of-stream marker)")
 
 
 def _zst_blocks(raw: _HashingReader) -> Iterator[Union[bytes, ReadProblem]]:

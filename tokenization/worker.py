@@ -116,7 +116,7 @@ def decode_line(line: bytes, number: int) -> Any:
     try:
         return json.loads(s)
     except json.JSONDecodeError as e:
-        raise Reject("bad_json", f"malformed JSON ({e.msg} at column {e.colno})") from None
+        raise Reject("bad_json", f"malformed JSON ({e.msg}; column {e.colno})") from None
     except RecursionError:
         raise Reject("bad_json", "malformed JSON (nesting too deep)") from None
 

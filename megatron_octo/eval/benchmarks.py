@@ -84,7 +84,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec("amc23", "amc23/test.jsonl.gz", "question", "answer", "number", id="id", base_protocol="amc_0shot"),
         BenchmarkSpec("aime24", "aime24/test.jsonl.gz", "question", "answer", id="id", base_protocol="amc_0shot"),
         BenchmarkSpec("minerva_math", "minerva_math/test.jsonl.gz", "problem", "solution", "boxed", id="idx"),
-        BenchmarkSpec("college_math", "college_math/test.jsonl.gz", "question", "answer", id="question_number"),
+        # question_number repeats across books, so the line number is the id.
+        BenchmarkSpec("college_math", "college_math/test.jsonl.gz", "question", "answer"),
     )
 }
 

@@ -1,0 +1,161 @@
+"""The data command-line tools as a user runs them: preprocess (progress, summary, exit codes,
+kill -9), Slurm-style partition + merge, train_tokenizer, build_demo_data and data_stats."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, env_for_subprocess, run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+PY = sys.executable
+SPM = str(ROOT / "data" / "tokenizer" / "octo_sp8k.model")
+QA_SHORT = str(ROOT / "data" / "corpus" / "qa_short.jsonl.gz")
+WEB = str(ROOT / "data" / "corpus" / "math_web.jsonl.gz")
+
+
+def pp(*args, timeout=60):
+    return run([PY, "-m", "tokenization.preprocess", "--tokenizer", SPM, *map(str, args)], timeout=timeout)
+
+
+def test_preprocess_progress_and_summary(tmp_path):
+    res = pp("--input", WEB, "--output-prefix", tmp_path / "web", "--workers", "2", "--progress")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["documents"] == 1057 and summary["skipped_total"] == 0
+    assert summary["output"]["bin"]["bytes"] == (tmp_path / "web.bin").stat().st_size
+    for unit in ("docs/s", "tok/s", "MB/s"):
+        assert unit in res.stderr
+    assert json.loads((tmp_path / "web.summary.json").read_text())["tokens"] == summary["tokens"]
+
+
+def test_preprocess_exit_codes_and_messages(tmp_path):
+    bad = tmp_path / "in.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": "ok"}\n{oops\n')
+    res = pp("--input", bad, "--output-prefix", tmp_path / "o", "--strict", "-q")
+    assert res.returncode == 2
+    assert f"error: {bad}:3: bad_json: malformed JSON" in res.stderr
+    assert not list(tmp_path.glob("o.*"))
+
+    res = pp("--input", bad, "--output-prefix", tmp_path / "o", "-q")
+    assert res.returncode == 0
+    rej = json.loads((tmp_path / "o.rejects.jsonl").read_text())
+    assert (rej["file"], rej["line"], rej["reason"]) == (str(bad), 3, "bad_json")
+
+    res = pp("--input", bad, "--output-prefix", tmp_path / "o", "-q")
+    assert res.returncode == 2 and "o.bin exists; pass --overwrite" in res.stderr
+
+    res = run([PY, "-m", "tokenization.preprocess", "--tokenizer", str(tmp_path / "nope.model"),
+               "--input", str(bad), "--output-prefix", str(tmp_path / "x")], timeout=60)
+    assert res.returncode == 2 and f"tokenizer file not found: {tmp_path / 'nope.model'}" in res.stderr
+
+    res = pp("--input", bad, "--output-prefix", tmp_path / "y", "--format", "qa", "--template", "medium")
+    assert res.returncode == 2 and "unknown QA template 'medium'" in res.stderr
+
+
+def test_kill_9_leaves_no_file_under_the_final_name(tmp_path):
+    fifo = tmp_path / "stream.jsonl"
+    os.mkfifo(fifo)
+    prefix = tmp_path / "out"
+    proc = subprocess.Popen(
+        [PY, "-m", "tokenization.preprocess", "--tokenizer", SPM, "--input", str(fifo),
+         "--output-prefix", str(prefix), "--workers", "2", "--chunk-docs", "16", "-q"],
+        cwd=ROOT, env=env_for_subprocess(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True)
+    try:
+        with open(fifo, "w") as w:  # blocks until the preprocessor opens the FIFO
+            line = json.dumps({"text": "a line of mathematical text, $x^2 + y^2 = z^2$. " * 20}) + "\n"
+            deadline = time.time() + 60
+            written = 0
+            while time.time() < deadline:
+                w.write(line * 50)
+                w.flush()
+                written += 50
+                tmp_bins = [p for p in tmp_path.iterdir() if p.name.startswith("out.bin.tmp-")]
+                if tmp_bins and tmp_bins[0].stat().st_size > 0:
+                    break
+            assert tmp_bins and tmp_bins[0].stat().st_size > 0, "preprocess never wrote"
+            os.killpg(proc.pid, signal.SIGKILL)  # the preprocessor and its workers, mid-run
+            proc.wait(timeout=30)
+    except BrokenPipeError:
+        pass
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    names = sorted(p.name for p in tmp_path.iterdir())
+    for final in ("out.bin", "out.idx", "out.summary.json", "out.rejects.jsonl"):
+        assert final not in names
+    assert any(".tmp-" in n for n in names)
+
+    # the next run on the same prefix cleans the dead run's temporaries and completes
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"text": "hello"}) + "\n")
+    res = pp("--input", good, "--output-prefix", prefix, "-q")
+    assert res.returncode == 0, res.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not any(".tmp-" in n for n in names)
+    assert {"out.bin", "out.idx", "out.summary.json", "out.rejects.jsonl"} <= set(names)
+
+
+def test_slurm_array_partitions_then_merge_equal_single_run(tmp_path):
+    inputs = []
+    for i in range(5):  # shards of different sizes, like a real corpus split into files
+        p = tmp_path / f"shard{i}.jsonl"
+        p.write_text("".join(json.dumps({"text": f"shard {i} doc {j} " * (i + 1)}) + "\n"
+                             for j in range(40 * (i + 1))))
+        inputs.append(str(p))
+    glob_ = str(tmp_path / "shard*.jsonl")
+    assert pp("--input", glob_, "--output-prefix", tmp_path / "single", "-q").returncode == 0
+    (tmp_path / "parts").mkdir()
+    for k in range(3):  # what `sbatch --array=0-2` runs, one task each
+        res = pp("--input", glob_, "--output-prefix", tmp_path / "parts" / f"web.part-{k}",
+                 "--partition", f"{k}/3", "-q")
+        assert res.returncode == 0, res.stderr
+    res = run([PY, "-m", "tokenization.merge", "--output-prefix", str(tmp_path / "merged"),
+               str(tmp_path / "parts" / "web.part-*")], timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["documents"] == sum(40 * (i + 1) for i in range(5))
+    for suffix in (".bin", ".idx"):
+        assert (tmp_path / f"merged{suffix}").read_bytes() == (tmp_path / f"single{suffix}").read_bytes()
+    res = run([PY, "-m", "tokenization.merge", "--output-prefix", str(tmp_path / "m2"),
+               str(tmp_path / "parts" / "web.part-0"), str(tmp_path / "parts" / "web.part-2")], timeout=60)
+    assert res.returncode == 2 and "missing parts [1]" in res.stderr
+
+
+def test_train_tokenizer_cli(tmp_path):
+    res = run([PY, "-m", "tokenization.train_tokenizer", "--input-qa", f"{QA_SHORT}:short_cot",
+               "--vocab-size", "800", "--output", str(tmp_path / "sp")], timeout=90)
+    assert res.returncode == 0, res.stderr
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
+    assert sp.get_piece_size() == 800 and sp.eos_id() == 2
+    text = "Question: Tom has 3  apples.\nAnswer: 3 + 4 = 7 ünï\t!"
+    assert sp.decode(sp.encode(text)) == text
+
+
+def test_build_demo_data_then_data_stats(tmp_path):
+    out = tmp_path / "demo"
+    res = run([PY, "-m", "tokenization.build_demo_data", "--out", str(out)], timeout=90)
+    assert res.returncode == 0, res.stderr
+    mixture = out / "mixture.yaml"
+    assert res.stdout.strip() == str(mixture)
+    res = run([PY, "tools/data_stats.py", "--mixture", str(mixture), "--stage", "decay_long",
+               "--tokens", "20B"], timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "stage decay_long: budget 20.00B tokens" in res.stdout
+    assert "WARNING decay_long/qa_long: 6.00B tokens drawn" in res.stdout
+    res = run([PY, "tools/data_stats.py", "--mixture", str(mixture), "--tokens", "1M",
+               "--fail-on-warning"], timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr  # 1M tokens: no source repeats 4 times
+    for stage in ("stable", "decay_long", "decay_short", "decay_hybrid"):
+        assert f"stage {stage}:" in res.stdout

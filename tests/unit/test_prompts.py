@@ -1,0 +1,86 @@
+"""Golden strings for the evaluation and RL prompt protocols (see eval/prompts.py for sources)."""
+
+import hashlib
+
+import pytest
+
+from megatron_octo.eval.prompts import (
+    GSM8K_8SHOT_EXEMPLARS,
+    MINERVA_4SHOT_EXEMPLARS,
+    ORZ_BASE_TEMPLATE,
+    PROTOCOLS,
+    RL_STOP,
+    amc_0shot_prompt,
+    build_prompt,
+    get_protocol,
+    gsm8k_8shot_prompt,
+    minerva_4shot_prompt,
+    rl_prompt,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+Q = "What is $1+1$?"
+
+
+def _sha(s: str) -> str:
+    return hashlib.sha256(s.encode("utf-8")).hexdigest()
+
+
+def test_exemplar_blocks_are_pinned():
+    # Checked byte for byte against OctoThinker eval/few_shot_prompts/*.py when written.
+    assert _sha(GSM8K_8SHOT_EXEMPLARS) == "888f04fedcef6ae118172322e29080f823d9e5f77272d33e12db5721e3c3a04c"
+    assert _sha(MINERVA_4SHOT_EXEMPLARS) == "12af77efcdd4c81039a1f5bc0d9f784a2f965d9a8f5c16496e00217baebc59e2"
+    assert _sha(ORZ_BASE_TEMPLATE) == "1cea9b072875bda0039f3583f01e3e36014ffff6b37839af938400c63859674e"
+    assert GSM8K_8SHOT_EXEMPLARS.count("\nA: ") == 8 and GSM8K_8SHOT_EXEMPLARS.count("The answer is ") == 8
+    assert GSM8K_8SHOT_EXEMPLARS.startswith("Q: There are 15 trees in the grove.")
+    assert GSM8K_8SHOT_EXEMPLARS.endswith("23 - 15 is 8. The answer is 8.")
+    assert MINERVA_4SHOT_EXEMPLARS.count("Problem:\n") == 4
+    assert MINERVA_4SHOT_EXEMPLARS.count(". I hope it is correct.") == 4
+    assert "Find the domain of the expression $\\frac{\\sqrt{x-2}}{\\sqrt{5-x}}$.}\n" in MINERVA_4SHOT_EXEMPLARS
+    assert "30n&=480\\\\\n\\Rightarrow\\qquad n&=480/30=\\boxed{16}" in MINERVA_4SHOT_EXEMPLARS
+    assert MINERVA_4SHOT_EXEMPLARS.endswith("Final Answer: The final answer is $-\\frac{2}{3}$. I hope it is correct.\n")
+
+
+def test_gsm8k_8shot_format():
+    p = gsm8k_8shot_prompt(Q)
+    assert p == GSM8K_8SHOT_EXEMPLARS + "\n\nQ: What is $1+1$?\nA:"
+    assert p.endswith("The answer is 8.\n\nQ: What is $1+1$?\nA:")
+
+
+def test_minerva_4shot_format():
+    p = minerva_4shot_prompt(Q)
+    # Three newlines before the test problem: the exemplar block ends with one.
+    assert p == MINERVA_4SHOT_EXEMPLARS + "\n\nProblem:\nWhat is $1+1$?\n\nSolution:"
+    assert p.endswith("I hope it is correct.\n\n\nProblem:\nWhat is $1+1$?\n\nSolution:")
+    assert p.startswith("Problem:\nFind the domain")
+
+
+def test_amc_0shot_format():
+    assert amc_0shot_prompt(Q) == "Q: What is $1+1$?\nA: "
+
+
+def test_rl_templates():
+    assert rl_prompt(Q) == (
+        "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+        "The assistant first thinks about the reasoning process in the mind and then provides the user with "
+        "the answer. User: You must put your answer inside \\boxed{} and Your final answer will be extracted "
+        "automatically by the \\boxed{} tag.\nWhat is $1+1$?\nAssistant:"
+    )
+    assert rl_prompt(Q, "simple") == "Question:\nWhat is $1+1$?\nAnswer:\n"
+    with pytest.raises(ValueError, match="unknown RL template 'chat'"):
+        rl_prompt(Q, "chat")
+
+
+def test_protocol_registry():
+    assert set(PROTOCOLS) == {"gsm8k_8shot", "minerva_4shot", "amc_0shot", "orz_base", "simple"}
+    assert get_protocol("gsm8k_8shot").stop == ("\nQ:",)
+    assert get_protocol("minerva_4shot").stop == ("\nProblem:",)
+    assert get_protocol("amc_0shot").stop == ("\nQ:",)
+    assert get_protocol("orz_base").stop == RL_STOP == ("User:", "Assistant:", "Question:", "Answer:")
+    assert get_protocol("orz_base").answer_style == "boxed"
+    assert get_protocol("minerva_4shot").answer_style == "minerva"
+    assert get_protocol("gsm8k_8shot").max_new_tokens == 1024 and get_protocol("gsm8k_8shot").greedy
+    assert build_prompt("orz_base", Q) == rl_prompt(Q)
+    with pytest.raises(ValueError, match="unknown protocol 'nope'"):
+        get_protocol("nope")
