@@ -71,7 +71,9 @@ class SourceConfig:
 class TokenizerConfig:
     # tokenizer.json (or its directory), SentencePiece .model, tiktoken file; null with library=null.
     path: Optional[str] = None
-    library: str = "auto"  # auto | huggingface | sentencepiece | tiktoken | null
+    # auto | huggingface | sentencepiece | tiktoken | null (YAML null too: megatron's null
+    # tokenizer, for pre-tokenized synthetic data; needs model.vocab_size or the preset's).
+    library: Optional[str] = "auto"
 
 
 @dataclass
@@ -302,9 +304,9 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> 
     if ck.load is not None and not os.path.isdir(ck.load):
         _fail("checkpoint.load", f"checkpoint directory not found: {ck.load}")
 
-    _one_of("tokenizer.library", cfg.tokenizer.library,
+    _one_of("tokenizer.library", tokenizer_library(cfg),
             ("auto", "huggingface", "sentencepiece", "tiktoken", "null"))
-    if cfg.tokenizer.library != "null" and not cfg.data.mock:
+    if tokenizer_library(cfg) != "null" and not cfg.data.mock:
         if cfg.tokenizer.path is None:
             _fail("tokenizer.path", "not set (use tokenizer.library=null with model.vocab_size for "
                   "pre-tokenized data without a tokenizer file)")
@@ -356,6 +358,10 @@ def _validate_data(cfg) -> None:
         _fail("data.split", f"{d.split!r} needs three non-negative weights with train > 0")
     if cfg.train.eval_interval > 0 and parts[1] <= 0:
         _fail("data.split", "train.eval_interval > 0 needs a validation share in data.split")
+
+
+def tokenizer_library(cfg) -> str:
+    return "null" if cfg.tokenizer.library is None else cfg.tokenizer.library
 
 
 def data_parallel_size(cfg, world_size: int) -> int:

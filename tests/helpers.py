@@ -103,3 +103,11 @@ def tiny_recipe(tmp: Path, data_prefix: str, **sections) -> str:
     path = tmp / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return str(path)
+
+
+def read_metrics(logdir) -> list[dict]:
+    """metrics.jsonl records (full precision) of a run's TensorBoard directory, in order."""
+    import json
+
+    with open(os.path.join(str(logdir), "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="plain",
                    help=f"QA template (format qa): {', '.join(sorted(TEMPLATES))}")
     p.add_argument("--workers", "-j", type=int, default=1, help="encoding processes (1 = in-process)")
-    p.add_argument("--chunk-docs", type=int, default=512, help="records per chunk")
-    p.add_argument("--chunk-bytes", type=int, default=1 << 20, help="raw bytes per chunk")
+    p.add_argument("--chunk-docs", type=int, default=128, help="records per chunk")
+    p.add_argument("--chunk-bytes", type=int, default=256 << 10, help="raw bytes per chunk")
     p.add_argument("--start-method", default="auto", choices=("auto", "fork", "spawn"),
                    help="worker start method (auto: fork when safe, else spawn; same output)")
     p.add_argument("--partition", default=None,

@@ -4,12 +4,13 @@
         --input-qa data/corpus/qa_long.jsonl.gz:long_cot --input-qa data/corpus/qa_short.jsonl.gz:short_cot \\
         --vocab-size 8192 --output data/tokenizer/octo_sp8k
 
-writes ``<output>.model`` and ``<output>.vocab``. Settings chosen for exact round trips
+writes ``<output>.model`` and ``<output>.vocab`` (piece and score per line, for reading). Settings chosen for exact round trips
 (``detokenize(tokenize(s)) == s``): identity normalization, no dummy prefix, whitespace kept as is,
 byte fallback for unseen characters, and ``"\\n"`` as a user-defined piece (documents are split into
 lines for training, so a newline would otherwise cost a byte token). Digits are split one by one,
 as in Llama-3/Qwen. Ids: ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2 (the EOD), no pad piece.
-The same inputs and options give the same model (single-threaded, no sampling).
+The same inputs and options give the same model bytes (single-threaded, no sampling, input fed
+from memory so no temporary path is recorded in the model).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from typing import Iterator, Optional
 
 from tokenization.readers import ReadProblem, RecordStream, expand_inputs
@@ -44,44 +44,63 @@ def train(
     max_lines: int = 2_000_000,
     character_coverage: float = 0.9995,
 ) -> str:
+    import io
+
     import sentencepiece as spm
 
     out_dir = os.path.dirname(os.path.abspath(output))
     os.makedirs(out_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        corpus = os.path.join(tmp, "lines.txt")
+
+    def lines() -> Iterator[str]:
         n = 0
-        with open(corpus, "w", encoding="utf-8") as f:
-            for path, sel in sources:
-                for text in iter_texts(path, sel):
-                    for line in text.split("\n"):
-                        if line.strip() and n < max_lines:
-                            f.write(line.replace("\r", " ") + "\n")
-                            n += 1
-        if n == 0:
-            raise ValueError("no training text found in the inputs")
-        spm.SentencePieceTrainer.train(
-            input=corpus,
-            model_prefix=os.path.join(tmp, "m"),
-            model_type="unigram",
-            vocab_size=vocab_size,
-            character_coverage=character_coverage,
-            normalization_rule_name="identity",
-            add_dummy_prefix=False,
-            remove_extra_whitespaces=False,
-            split_digits=True,
-            byte_fallback=True,
-            allow_whitespace_only_pieces=True,
-            user_defined_symbols=["\n"],
-            unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-            max_sentence_length=1 << 16,
-            input_sentence_size=0,
-            shuffle_input_sentence=False,
-            num_threads=1,
-            minloglevel=2,
-        )
-        for ext in (".model", ".vocab"):
-            os.replace(os.path.join(tmp, "m" + ext), output + ext)
+        for path, sel in sources:
+            for text in iter_texts(path, sel):
+                for line in text.split("\n"):
+                    if line.strip():
+                        if n >= max_lines:
+                            return
+                        n += 1
+                        yield line.replace("\r", " ")
+
+    it = lines()
+    first = next(it, None)
+    if first is None:
+        raise ValueError("no training text found in the inputs")
+
+    def all_lines():
+        yield first
+        yield from it
+
+    # In-memory input and output: the model records no temporary paths, so it is reproducible.
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=all_lines(),
+        model_writer=buf,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        character_coverage=character_coverage,
+        normalization_rule_name="identity",
+        add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
+        split_digits=True,
+        byte_fallback=True,
+        allow_whitespace_only_pieces=True,
+        user_defined_symbols=["\n"],
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        max_sentence_length=1 << 16,
+        input_sentence_size=0,
+        shuffle_input_sentence=False,
+        num_threads=1,
+        minloglevel=2,
+    )
+    model = buf.getvalue()
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    vocab = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
+    for ext, data in ((".model", model), (".vocab", vocab.encode("utf-8"))):
+        tmp = output + ext + f".tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, output + ext)
     return output + ".model"
 
 

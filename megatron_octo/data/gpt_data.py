@@ -35,8 +35,10 @@ def blend_from_config(cfg) -> tuple[list[str], list[float]]:
 def load_tokenizer(cfg, vocab_size: Optional[int] = None):
     from tokenization.tokenizer import load_tokenizer as _load
 
+    from megatron_octo.config import tokenizer_library
+
     t = cfg.tokenizer
-    if t.library == "null" or cfg.data.mock:
+    if tokenizer_library(cfg) == "null" or cfg.data.mock:
         if vocab_size is None:
             from megatron_octo.models.llama import resolve_architecture
 

@@ -6,6 +6,7 @@ span stable and decay stages, also against global tokens ("... vs tokens").
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -53,15 +54,22 @@ class MetricsWriter:
     def __init__(self, log_dir: Optional[str], enabled: bool):
         self.enabled = enabled
         self.tb = None
+        self.jsonl = None
         if enabled and log_dir:
             from torch.utils.tensorboard import SummaryWriter
 
             os.makedirs(log_dir, exist_ok=True)
             self.tb = SummaryWriter(log_dir=log_dir, max_queue=100)
+            # TensorBoard keeps float32; metrics.jsonl keeps every logged value at full precision.
+            self.jsonl = open(os.path.join(log_dir, "metrics.jsonl"), "a")
 
     def scalars(self, values: dict, iteration: int, tokens: int, vs_tokens=("lm loss", "learning-rate")):
         if self.tb is None:
             return
+        record = {"iteration": iteration, "tokens": tokens}
+        record.update({k: float(v) for k, v in values.items() if v is not None})
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
         for name, value in values.items():
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
@@ -78,6 +86,8 @@ class MetricsWriter:
             print(line, flush=True)
 
     def close(self):
+        if self.jsonl is not None:
+            self.jsonl.close()
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()

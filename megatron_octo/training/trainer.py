@@ -143,7 +143,7 @@ class Trainer:
 
         self.tokenizer = gpt_data.load_tokenizer(cfg)
         vocab = None if cfg.model.vocab_size is not None else self.tokenizer.vocab_size
-        if cfg.data.mock or cfg.tokenizer.library == "null":
+        if cfg.data.mock or cfgmod.tokenizer_library(cfg) == "null":
             vocab = None
         self.arch = llama.resolve_architecture(cfg.model, vocab)
         if self.tokenizer.vocab_size > self.arch.vocab_size:

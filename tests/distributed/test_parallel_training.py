@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import read_scalars, run_train, tiny_recipe, write_indexed_dataset
+from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+from tests.helpers import read_metrics, read_scalars, run_train, tiny_recipe, write_indexed_dataset
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(900)]
 
@@ -111,3 +113,22 @@ def test_two_decay_branches_from_one_stable_checkpoint(world):
         assert [s for s, _ in results[name]["learning-rate"]] == [4, 5, 6]
         assert lr[0] == pytest.approx(1e-3) and lr[1] < lr[0] and lr[2] < lr[1]
     assert results["long"]["learning-rate"][1][1] != pytest.approx(results["short"]["learning-rate"][1][1])
+    # The trainers' own LRs, stable then decay, equal megatron-core's single-run WSD schedule.
+    stable_lrs = [r["learning-rate"] for r in read_metrics(stable / "tensorboard") if "learning-rate" in r]
+    for name, style in (("long", "cosine"), ("short", "linear")):
+        ours = stable_lrs + [r["learning-rate"] for r in read_metrics(tmp / f"decay_{name}" / "tensorboard")
+                             if "learning-rate" in r]
+
+        class _Opt:
+            param_groups = [{}]
+
+        ref = OptimizerParamScheduler(_Opt(), init_lr=0.0, max_lr=1e-3, min_lr=1e-5, lr_warmup_steps=0,
+                                      lr_decay_steps=2 * TOKENS, lr_decay_style="WSD", start_wd=0.1, end_wd=0.1,
+                                      wd_incr_steps=1, wd_incr_style="constant", wsd_decay_steps=TOKENS,
+                                      lr_wsd_decay_style=style)
+        expected = []
+        for _ in range(2 * STEPS):
+            expected.append(ref.get_lr({}))
+            ref.step(TOKENS // STEPS)
+        assert len(ours) == len(expected)
+        assert all(abs(a - b) <= 1e-12 for a, b in zip(ours, expected)), (ours, expected)

@@ -159,3 +159,23 @@ def test_build_demo_data_then_data_stats(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr  # 1M tokens: no source repeats 4 times
     for stage in ("stable", "decay_long", "decay_short", "decay_hybrid"):
         assert f"stage {stage}:" in res.stdout
+
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "math_train" / "train.jsonl").exists(),
+                    reason="../shared/data not present (fresh clone)")
+def test_bundle_is_reproducible(tmp_path):
+    """data/corpus and the demo tokenizer are exactly what tokenization.build_bundle makes."""
+    res = run([PY, "-m", "tokenization.build_bundle", "--shared", str(SHARED), "--out",
+               str(tmp_path)], timeout=110)
+    assert res.returncode == 0, res.stderr
+    for rel in ("corpus/math_web.jsonl.gz", "corpus/qa_long.jsonl.gz", "corpus/qa_short.jsonl.gz",
+                "tokenizer/octo_sp8k.model", "tokenizer/octo_sp8k.vocab"):
+        assert (tmp_path / rel).read_bytes() == (ROOT / "data" / rel).read_bytes(), rel
+    sources = (ROOT / "data" / "SOURCES.md").read_text()
+    import hashlib
+
+    for rel in ("corpus/math_web.jsonl.gz", "tokenizer/octo_sp8k.model"):
+        assert hashlib.sha256((ROOT / "data" / rel).read_bytes()).hexdigest() in sources

@@ -17,7 +17,7 @@ def prefix(tmp_path_factory):
 
 def _cfg(tmp_path, prefix, *overrides):
     base = ["tokenizer.library=null", "train.tokens=1024", "model.seq_length=32",
-            f"data.blend=[{{prefix:{prefix},weight:1.0}}]"]
+            f"data.blend=[{{prefix: {prefix}, weight: 1.0}}]"]
     return cfgmod.load(None, base + list(overrides))
 
 
@@ -74,14 +74,14 @@ def test_fp8_accepted_with_transformer_engine_on_gpu(tmp_path, prefix):
 
 def test_missing_data_files_name_the_blend_entry(tmp_path, prefix):
     cfg = cfgmod.load(None, ["tokenizer.library=null", "train.tokens=1",
-                             f"data.blend=[{{prefix:{prefix},weight:1}},{{prefix:{tmp_path}/missing,weight:1}}]"])
+                             f"data.blend=[{{prefix: {prefix}, weight: 1}}, {{prefix: {tmp_path}/missing, weight: 1}}]"])
     with pytest.raises(cfgmod.ConfigError, match=r"'data.blend\[1\].prefix'.*missing.bin"):
         _validate(cfg)
     cfg = cfgmod.load(None, ["tokenizer.library=null", "train.tokens=1"])
     with pytest.raises(cfgmod.ConfigError, match="'data.blend'.*no training data"):
         _validate(cfg)
     cfg = cfgmod.load(None, ["tokenizer.library=null", "train.tokens=1",
-                             f"data.blend=[{{prefix:{prefix},weight:0}}]"])
+                             f"data.blend=[{{prefix: {prefix}, weight: 0}}]"])
     with pytest.raises(cfgmod.ConfigError, match=r"'data.blend\[0\].weight'"):
         _validate(cfg)
 

@@ -294,6 +294,8 @@ def test_every_bad_line_is_counted_with_file_and_line(tmp_path, tok):
     assert ("non_string", "key 'text' holds NoneType, not a string") in details
     assert ("invalid_utf8", "invalid UTF-8 at byte 14") in details
     assert ("not_object", "record is a JSON list, not an object") in details
+    assert ("bad_json", "malformed JSON (Unterminated string starting at; column 10)") in details
+    assert ("invalid_unicode", "text holds a lone surrogate code point") in details
     docs = docs_of(tmp_path / "o")
     assert [tok.detokenize(d[:-1].tolist()) for d in docs] == [
         "good one", "good two", "good three with é escape"]
