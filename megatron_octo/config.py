@@ -39,6 +39,8 @@ class ModelConfig:
     make_vocab_size_divisible_by: int = 128
     # auto: Transformer Engine on a GPU when importable, megatron's local spec otherwise.
     transformer_impl: str = "auto"  # auto | transformer_engine | local
+    # Core attention of the local spec: sdpa (torch's fused kernels) or megatron's unfused module.
+    local_attention: str = "sdpa"  # sdpa | unfused
     # FP8 needs Transformer Engine on a GPU. null disables it.
     fp8: Optional[str] = None  # e4m3 | hybrid
     fp8_recipe: str = "delayed"  # delayed | tensorwise | blockwise | mxfp8
@@ -258,6 +260,7 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> 
     m = cfg.model
     _one_of("model.transformer_impl", m.transformer_impl, ("auto", "transformer_engine", "local"))
     _one_of("model.params_dtype", m.params_dtype, ("auto", "fp32", "bf16"))
+    _one_of("model.local_attention", m.local_attention, ("sdpa", "unfused"))
     if m.transformer_impl == "transformer_engine" and not (have_te and have_gpu):
         _fail("model.transformer_impl", "transformer_engine needs a CUDA GPU and the transformer-engine "
               "package (pip install 'megatron-octo[gpu]'); use 'local' or 'auto' on this machine")

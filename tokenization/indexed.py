@@ -24,11 +24,10 @@ Temporary files of dead processes on this host are removed at the next run on th
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import socket
 import struct
-from typing import Optional
+import threading
 
 import numpy as np
 
@@ -36,7 +35,6 @@ INDEX_HEADER = b"MMIDIDX\x00\x00"
 DTYPE_CODES = {np.dtype(np.uint16): 8, np.dtype(np.int32): 4}
 CODE_DTYPES = {8: np.dtype(np.uint16), 4: np.dtype(np.int32), 1: np.dtype(np.uint8),
                2: np.dtype(np.int8), 3: np.dtype(np.int16), 5: np.dtype(np.int64)}
-SIDE_SUFFIXES = (".rejects.jsonl", ".summary.json")
 
 
 class IndexFormatError(ValueError):
@@ -84,14 +82,6 @@ def read_index(prefix_or_idx: str) -> tuple[np.dtype, np.ndarray, np.ndarray]:
     return CODE_DTYPES[code], lengths, docs
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -122,6 +112,12 @@ class OutputExistsError(FileExistsError):
     pass
 
 
+# Outputs being written by this process, and the lock under which they are published or aborted
+# (used by the preprocessor's SIGTERM watcher thread).
+PUBLISH_LOCK = threading.RLock()
+ACTIVE_OUTPUTS: "set[AtomicOutput]" = set()
+
+
 class AtomicOutput:
     """Temporary files for one output prefix, published together by :meth:`commit`."""
 
@@ -139,6 +135,8 @@ class AtomicOutput:
         self.tag = f".tmp-{socket.gethostname()}-{os.getpid()}"
         self.files: dict[str, str] = {}
         self.committed = False
+        with PUBLISH_LOCK:
+            ACTIVE_OUTPUTS.add(self)
 
     def tmp(self, suffix: str) -> str:
         path = self.prefix + suffix + self.tag
@@ -146,6 +144,11 @@ class AtomicOutput:
         return path
 
     def commit(self) -> None:
+        with PUBLISH_LOCK:
+            self._commit()
+            ACTIVE_OUTPUTS.discard(self)
+
+    def _commit(self) -> None:
         for path in self.files.values():
             fd = os.open(path, os.O_RDONLY)
             try:
@@ -169,22 +172,12 @@ class AtomicOutput:
         self.committed = True
 
     def abort(self) -> None:
-        if self.committed:
-            return
-        for path in self.files.values():
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
-
-
-def final_paths(prefix: str) -> list[str]:
-    return [prefix + s for s in (".bin", ".idx") + SIDE_SUFFIXES]
-
-
-def existing_prefix(prefix: str) -> Optional[str]:
-    """Error text when ``prefix`` is not a complete dataset, else None."""
-    for suffix in (".idx", ".bin"):
-        if not os.path.isfile(prefix + suffix):
-            return f"missing {prefix + suffix}"
-    return None
+        with PUBLISH_LOCK:
+            ACTIVE_OUTPUTS.discard(self)
+            if self.committed:
+                return
+            for path in self.files.values():
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass

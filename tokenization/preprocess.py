@@ -27,6 +27,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import time
@@ -35,7 +36,9 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from tokenization.indexed import AtomicOutput, OutputExistsError, index_bytes, sha256_file
+from tokenization.indexed import (
+    ACTIVE_OUTPUTS, PUBLISH_LOCK, AtomicOutput, OutputExistsError, index_bytes,
+)
 from tokenization.readers import (
     InputError, RecordStream, expand_inputs, parse_partition, partition_files,
 )
@@ -90,9 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _chunks(streams: list[RecordStream], chunk_docs: int, chunk_bytes: int,
             tally: dict) -> Iterator[tuple[int, list, int]]:
-    """(file index, items, raw bytes) chunks; a chunk never spans two files."""
+    """(file index, items, on-disk bytes consumed) chunks; a chunk never spans two files.
+
+    A chunk closes at ``chunk_docs`` records or ``chunk_bytes`` bytes of raw record data, a rule
+    that depends only on the input, never on the number of workers.
+    """
     for fi, stream in enumerate(streams):
-        items, size = [], 0
+        items, size, seen = [], 0, 0
         for number, payload in stream:
             items.append((number, payload))
             if isinstance(payload, bytes):
@@ -101,10 +108,12 @@ def _chunks(streams: list[RecordStream], chunk_docs: int, chunk_bytes: int,
                 size += sum(len(v) for v in payload.values() if isinstance(v, str))
             tally["records"][fi] += 1
             if len(items) >= chunk_docs or size >= chunk_bytes:
-                yield fi, items, size
-                items, size = [], 0
-        if items:
-            yield fi, items, size
+                done = stream.bytes_read
+                yield fi, items, done - seen
+                items, size, seen = [], 0, done
+        done = stream.bytes_read
+        if items or done > seen:
+            yield fi, items, done - seen
 
 
 def choose_start_method(requested: str = "auto") -> str:
@@ -117,9 +126,26 @@ def choose_start_method(requested: str = "auto") -> str:
         return requested
     if "fork" not in mp.get_all_start_methods():
         return "spawn"
-    if "torch" in sys.modules or threading.active_count() > 1:
+    others = [t for t in threading.enumerate()
+              if t is not threading.main_thread() and t.name != _WATCHER_NAME]
+    if "torch" in sys.modules or others:
         return "spawn"
     return "fork"
+
+
+def _make_pool(ctx, method: str, workers: int, spec: EncoderSpec, sel: Selection, dtype: np.dtype):
+    if method != "fork":
+        return ctx.Pool(workers, initializer=init_worker, initargs=(spec, sel, dtype.name))
+    # forked workers inherit the state; the parent itself never encodes in this mode
+    saved = os.environ.get("TOKENIZERS_PARALLELISM")
+    init_worker(spec, sel, dtype.name)
+    try:
+        return ctx.Pool(workers, initializer=init_forked_worker)
+    finally:
+        if saved is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
 
 
 def _ordered_results(chunks, workers: int, spec: EncoderSpec, sel: Selection, dtype: np.dtype,
@@ -132,17 +158,7 @@ def _ordered_results(chunks, workers: int, spec: EncoderSpec, sel: Selection, dt
         return
     method = choose_start_method(start_method)
     ctx = mp.get_context(method)
-    if method == "fork":
-        # workers inherit the state; the parent itself never encodes in this mode
-        saved = os.environ.get("TOKENIZERS_PARALLELISM")
-        init_worker(spec, sel, dtype.name)
-        pool = ctx.Pool(workers, initializer=init_forked_worker)
-        if saved is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = saved
-    else:
-        pool = ctx.Pool(workers, initializer=init_worker, initargs=(spec, sel, dtype.name))
+    pool = _make_pool(ctx, method, workers, spec, sel, dtype)
     window: collections.deque = collections.deque()
     try:
         for fi, items, size in chunks:
@@ -176,7 +192,7 @@ class _Progress:
         self.bar.update(nbytes)
         dt = max(time.perf_counter() - self.t0, 1e-9)
         self.bar.set_postfix_str(
-            f"{docs / dt:,.0f} docs/s, {tokens / dt:,.0f} tok/s, {text_bytes / dt / 1e6:.2f} MB/s",
+            f"{docs / dt:,.0f} docs/s, {tokens / dt:,.0f} tok/s, {text_bytes / dt / 1e6:.2f} MB/s text",
             refresh=False,
         )
 
@@ -312,5 +328,33 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
+# --- SIGTERM (Slurm preemption, `kill`) ------------------------------------------------------------
+# A Python-level handler is not reliable here: while the pool's helper threads run, CPython 3.11
+# can leave a pending signal unhandled if the main thread is blocked in a read (a FIFO, a slow
+# file system). So the command line blocks SIGTERM in every thread and a watcher thread takes it
+# with sigwait: it deletes the temporary files of the run (under the same lock as the final
+# renames, so a completed run is never touched), kills the worker processes and exits with 143.
+
+_WATCHER_NAME = "preprocess-sigterm"
+
+
+def _sigterm_watcher() -> None:
+    signal.sigwait({signal.SIGTERM})
+    with PUBLISH_LOCK:
+        for out in list(ACTIVE_OUTPUTS):
+            out.abort()
+        for child in mp.active_children():
+            child.kill()
+        os.write(2, b"terminated by SIGTERM; no output written\n")
+        os._exit(128 + signal.SIGTERM)
+
+
+def cli() -> int:
+    if hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        threading.Thread(target=_sigterm_watcher, name=_WATCHER_NAME, daemon=True).start()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -230,12 +230,18 @@ class RecordStream:
         self.columns = columns
         self.sha256: Optional[str] = None
         self.nbytes = 0
+        self._raw: Optional[_HashingReader] = None
+
+    @property
+    def bytes_read(self) -> int:
+        """On-disk bytes consumed so far (for progress reporting)."""
+        return self._raw.nbytes if self._raw is not None else self.nbytes
 
     def __iter__(self) -> Iterator[tuple[int, Union[bytes, dict, ReadProblem]]]:
         if self.kind == "parquet":
             yield from self._parquet()
             return
-        raw = _HashingReader(self.path)
+        raw = self._raw = _HashingReader(self.path)
         try:
             blocks = {"gz": _gz_blocks, "zst": _zst_blocks, "plain": _plain_blocks}[self.kind](raw)
             n = 0
@@ -250,6 +256,7 @@ class RecordStream:
             self.nbytes = raw.nbytes
         finally:
             raw.close()
+            self._raw = None
 
     def _parquet(self):
         import pyarrow as pa

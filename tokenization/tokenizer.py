@@ -25,9 +25,10 @@ null           none; needs ``vocab_size``                   megatron ``NullToken
 ``auto`` picks the library from the path as in the table. ``eod_token=`` overrides the EOD choice
 for huggingface and tiktoken files.
 
-The preprocessor does not call the wrappers per document: the HF wrapper converts every token
-string back to an id in Python, an order of magnitude slower than ``tokenizers``' own batch encode.
-Instead :class:`EncoderSpec` (a small picklable description, computed without importing
+The preprocessor does not call the wrappers in its workers: importing them pulls in megatron-core,
+torch and transformers (several seconds and a few hundred MB per process), and they encode one
+document at a time (the HF wrapper maps token strings back to ids in Python, ~1.3x slower than
+``encode_batch_fast`` on one core). Instead :class:`EncoderSpec` (a small picklable description, computed without importing
 megatron) and :class:`FastEncoder` (batch encoding with the underlying library) produce the same ids
 as ``load_tokenizer(...).tokenize`` — ``tests/unit/test_tokenization_tokenizer.py`` checks that for
 every library. Special-token strings that occur in the text (``<|endoftext|>``) are encoded as the

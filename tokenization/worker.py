@@ -181,10 +181,27 @@ def encode_chunk(items, sel: Selection, encoder: FastEncoder, dtype: np.dtype) -
 
 # --- process-pool plumbing --------------------------------------------------------------------
 
+
+def mp_current_is_child() -> bool:
+    import multiprocessing
+
+    return multiprocessing.parent_process() is not None
+
 _STATE: dict = {}
 
 
+def _worker_signals() -> None:
+    import signal
+
+    # the parent creates workers with SIGTERM blocked (see preprocess._ordered_results);
+    # Pool.terminate() must end a worker at once
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def init_worker(spec: EncoderSpec, sel: Selection, dtype_name: str) -> None:
+    if mp_current_is_child():
+        _worker_signals()
     _STATE["encoder"] = FastEncoder(spec, threads=1)
     _STATE["sel"] = sel
     _STATE["dtype"] = np.dtype(dtype_name)
@@ -194,6 +211,7 @@ def init_forked_worker() -> None:
     """Forked workers already hold ``_STATE`` (set by the parent); keep them single-threaded."""
     import os
 
+    _worker_signals()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 

@@ -182,7 +182,12 @@ def layer_spec(model_cfg):
     if use_transformer_engine(model_cfg):
         # GPU-only path (Transformer Engine layers, FP8 per config.fp8 / fp8_recipe).
         return get_gpt_layer_with_transformer_engine_spec()
-    return get_gpt_layer_local_spec(normalization="RMSNorm")
+    spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+    if model_cfg.local_attention == "sdpa":
+        from megatron_octo.models.sdpa_attention import SDPAttention
+
+        spec.submodules.self_attention.submodules.core_attention = SDPAttention
+    return spec
 
 
 def build_gpt_model(cfg, arch: LlamaArchitecture, *, pre_process: bool, post_process: bool,
@@ -223,14 +228,22 @@ def num_parameters(arch: LlamaArchitecture, padded_vocab: Optional[int] = None) 
     return arch.num_layers * per_layer + embeddings + h  # + final RMSNorm
 
 
-def flops_per_token(arch: LlamaArchitecture, seq_length: int, padded_vocab: Optional[int] = None) -> float:
-    """Training FLOPs per token (forward + backward = 3x forward), Megatron-LM's accounting:
-    6 * (non-embedding matmul params + output-layer params) + 6 * layers * seq * hidden for
-    attention scores and values (causal attention counted in full, as Megatron-LM does)."""
+def flops_per_token(arch: LlamaArchitecture, seq_length: int, padded_vocab: Optional[int] = None,
+                    causal: bool = True) -> float:
+    """Training FLOPs per token, forward + backward (= 3 x forward):
+
+        6 * (L * (h*(h + 2*kv) + h*h + 3*h*f) + V*h)      matmul parameters incl. the output layer
+      + 6 * L * s * h * (1/2 if causal else 1)            attention scores and values
+
+    Causal attention counts the half of the score matrix a fused kernel computes (the accounting
+    behind Megatron-Bridge's published TFLOP/s); ``causal=False`` counts the full matrix. The
+    input embedding is a lookup, not a matmul, and is not counted.
+    """
     v = padded_vocab or arch.vocab_size
     h, f = arch.hidden_size, arch.ffn_hidden_size
     kv = arch.num_query_groups * arch.kv_channels
     matmul_params_per_layer = h * (h + 2 * kv) + h * h + 3 * h * f
     dense = arch.num_layers * matmul_params_per_layer + v * h
-    attention = arch.num_layers * 2 * seq_length * h  # QK^T and AV, per token, forward
-    return 6.0 * dense + 6.0 * attention
+    # Forward QK^T and AV: 2 * 2 * s * h per token per layer; x3 for forward + backward.
+    attention = 12.0 * arch.num_layers * seq_length * h * (0.5 if causal else 1.0)
+    return 6.0 * dense + attention

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -60,50 +59,90 @@ def test_preprocess_exit_codes_and_messages(tmp_path):
     assert res.returncode == 2 and "unknown QA template 'medium'" in res.stderr
 
 
-def test_kill_9_leaves_no_file_under_the_final_name(tmp_path):
+def _start_on_fifo(tmp_path):
+    """A 2-worker preprocess reading a FIFO, fed until it has written tokens; returns (proc, w)."""
     fifo = tmp_path / "stream.jsonl"
     os.mkfifo(fifo)
-    prefix = tmp_path / "out"
     proc = subprocess.Popen(
-        [PY, "-m", "tokenization.preprocess", "--tokenizer", SPM, "--input", str(fifo),
-         "--output-prefix", str(prefix), "--workers", "2", "--chunk-docs", "16", "-q"],
+        [PY, "-X", "faulthandler", "-m", "tokenization.preprocess", "--tokenizer", SPM, "--input", str(fifo),
+         "--output-prefix", str(tmp_path / "out"), "--workers", "2", "--chunk-docs", "16", "-q"],
         cwd=ROOT, env=env_for_subprocess(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         start_new_session=True)
+    w = open(fifo, "w")  # blocks until the preprocessor opens the FIFO
+    line = json.dumps({"text": "a line of mathematical text, $x^2 + y^2 = z^2$. " * 20}) + "\n"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        w.write(line * 50)
+        w.flush()
+        tmp_bins = [p for p in tmp_path.iterdir() if p.name.startswith("out.bin.tmp-")]
+        if tmp_bins and tmp_bins[0].stat().st_size > 0:
+            return proc, w
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("preprocess never wrote")
+
+
+FINAL = ("out.bin", "out.idx", "out.summary.json", "out.rejects.jsonl")
+
+
+def test_kill_9_leaves_no_file_under_the_final_name(tmp_path):
+    proc, w = _start_on_fifo(tmp_path)
     try:
-        with open(fifo, "w") as w:  # blocks until the preprocessor opens the FIFO
-            line = json.dumps({"text": "a line of mathematical text, $x^2 + y^2 = z^2$. " * 20}) + "\n"
-            deadline = time.time() + 60
-            written = 0
-            while time.time() < deadline:
-                w.write(line * 50)
-                w.flush()
-                written += 50
-                tmp_bins = [p for p in tmp_path.iterdir() if p.name.startswith("out.bin.tmp-")]
-                if tmp_bins and tmp_bins[0].stat().st_size > 0:
-                    break
-            assert tmp_bins and tmp_bins[0].stat().st_size > 0, "preprocess never wrote"
-            os.killpg(proc.pid, signal.SIGKILL)  # the preprocessor and its workers, mid-run
-            proc.wait(timeout=30)
-    except BrokenPipeError:
-        pass
+        os.killpg(proc.pid, signal.SIGKILL)  # the preprocessor and its workers, mid-run
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        try:
+            w.close()
+        except BrokenPipeError:
+            pass
     assert proc.returncode == -signal.SIGKILL
     names = sorted(p.name for p in tmp_path.iterdir())
-    for final in ("out.bin", "out.idx", "out.summary.json", "out.rejects.jsonl"):
-        assert final not in names
+    assert not set(FINAL) & set(names)
     assert any(".tmp-" in n for n in names)
 
     # the next run on the same prefix cleans the dead run's temporaries and completes
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps({"text": "hello"}) + "\n")
-    res = pp("--input", good, "--output-prefix", prefix, "-q")
+    res = pp("--input", good, "--output-prefix", tmp_path / "out", "-q")
     assert res.returncode == 0, res.stderr
     names = sorted(p.name for p in tmp_path.iterdir())
     assert not any(".tmp-" in n for n in names)
-    assert {"out.bin", "out.idx", "out.summary.json", "out.rejects.jsonl"} <= set(names)
+    assert set(FINAL) <= set(names)
+
+
+def test_sigterm_cleans_up_and_stops_workers(tmp_path):
+    proc, w = _start_on_fifo(tmp_path)
+    try:
+        proc.send_signal(signal.SIGTERM)  # the main process only, as Slurm's first signal
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler: dump where it hangs
+            _, err = proc.communicate(timeout=30)
+            raise AssertionError(err.decode()[-5000:])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        try:
+            w.close()
+        except BrokenPipeError:
+            pass
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert b"no output written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stream.jsonl"]
+    deadline = time.time() + 10
+    while time.time() < deadline:  # the workers went with it
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("worker processes outlived the terminated preprocessor")
 
 
 def test_slurm_array_partitions_then_merge_equal_single_run(tmp_path):

@@ -79,3 +79,19 @@ def test_padded_vocab_matches_megatron_lm_rule():
     assert llama.padded_vocab_size(128256, 128, 1) == 128256
     assert llama.padded_vocab_size(128256, 128, 8) == 129024
     assert llama.padded_vocab_size(8000, 128, 2) == 8192
+
+
+@pytest.mark.timeout(120)
+def test_sdpa_attention_matches_megatron_dot_product_attention():
+    """Outputs and input gradients, for causal, explicit, packed-document and KV-cache decode masks."""
+    res = run([sys.executable, "tests/scripts/sdpa_vs_megatron.py"], timeout=100)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr[-3000:]
+
+
+def test_flops_per_token_formula():
+    arch = llama.PRESETS["llama3.1-8b"]
+    # Megatron-Bridge: Llama-3-8B FP8 on 8 H100, seq 8192: 14,451 tokens/s/GPU is 744 TFLOP/s/GPU.
+    assert llama.flops_per_token(arch, 8192) * 14451 / 1e12 == pytest.approx(744, rel=0.03)
+    # Full (non-causal) attention counting adds 6*L*s*h per token.
+    extra = llama.flops_per_token(arch, 8192, causal=False) - llama.flops_per_token(arch, 8192)
+    assert extra == 6 * 32 * 8192 * 4096
