@@ -221,11 +221,6 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> 
     for key in ("tp", "pp", "cp"):
         if getattr(par, key) < 1:
             _fail(f"parallel.{key}", f"must be >= 1, got {getattr(par, key)}")
-    model_parallel = par.tp * par.pp * par.cp
-    if world_size % model_parallel != 0:
-        _fail("parallel.tp", f"tp*pp*cp = {par.tp}*{par.pp}*{par.cp} = {model_parallel} does not divide "
-              f"the world size {world_size}")
-    dp = world_size // model_parallel
     if arch.num_attention_heads % par.tp != 0:
         _fail("parallel.tp", f"tensor parallel size {par.tp} does not divide "
               f"model.num_attention_heads={arch.num_attention_heads}")
@@ -235,6 +230,11 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> 
     if arch.num_layers % par.pp != 0:
         _fail("parallel.pp", f"pipeline parallel size {par.pp} does not divide "
               f"model.num_layers={arch.num_layers}")
+    model_parallel = par.tp * par.pp * par.cp
+    if world_size % model_parallel != 0:
+        _fail("parallel.tp", f"tp*pp*cp = {par.tp}*{par.pp}*{par.cp} = {model_parallel} does not divide "
+              f"the world size {world_size}")
+    dp = world_size // model_parallel
     if par.sequence_parallel and par.tp == 1:
         _fail("parallel.sequence_parallel", "needs parallel.tp > 1")
     if cfg.model.seq_length % (2 * par.cp) != 0 and par.cp > 1:

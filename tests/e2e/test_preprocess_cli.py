@@ -35,6 +35,17 @@ def test_preprocess_progress_and_summary(tmp_path):
     assert json.loads((tmp_path / "web.summary.json").read_text())["tokens"] == summary["tokens"]
 
 
+def test_preprocess_runs_as_a_file_too(tmp_path):
+    env = env_for_subprocess()
+    env.pop("PYTHONPATH", None)
+    res = subprocess.run([PY, str(ROOT / "tokenization" / "preprocess.py"), "--input", QA_SHORT,
+                          "--format", "qa", "--template", "short_cot", "--tokenizer", SPM,
+                          "--output-prefix", str(tmp_path / "qa"), "-j", "2", "-q"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "qa.summary.json").read_text())["documents"] == 3000
+
+
 def test_preprocess_exit_codes_and_messages(tmp_path):
     bad = tmp_path / "in.jsonl"
     bad.write_text('{"text": "ok"}\n{"text": "ok"}\n{oops\n')
