@@ -114,7 +114,9 @@ def install(force: bool = False) -> bool:
     _check_version()
 
     cuda = torch.cuda
-    cuda.current_device = lambda: 0
+    # "cpu", not an ordinal: some callers build objects the mode never sees from it
+    # (torch.Generator(device=torch.cuda.current_device()) in the inference controller).
+    cuda.current_device = lambda: "cpu"
     cuda.device_count = lambda: 1
     cuda.set_device = lambda *a, **k: None
     cuda.get_rng_state = lambda device="cuda": torch.get_rng_state()

@@ -45,7 +45,8 @@ assert x.cuda() is x and x.pin_memory() is x
 assert x.to("cuda").device.type == "cpu" and x.to(torch.device("cuda")).device.type == "cpu"
 assert x.type() == "torch.cuda.FloatTensor"
 assert torch.ones(2, dtype=torch.float64).type() == "torch.cuda.DoubleTensor"
-assert torch.cuda.current_device() == 0
+assert torch.cuda.current_device() == "cpu"
+assert torch.Generator(device=torch.cuda.current_device()).device.type == "cpu"
 with torch.cuda.stream(torch.cuda.Stream()):
     ev = torch.cuda.Event(enable_timing=True)
     ev.record()

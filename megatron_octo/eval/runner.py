@@ -1,0 +1,200 @@
+"""Evaluate a checkpoint on math benchmarks with OctoThinker's protocols.
+
+    python -m megatron_octo.eval --checkpoint runs/demo/decay_long --benchmarks gsm8k,math500 \
+        [--protocol base|rl] [--limit 50] [--max-new-tokens 1024] [--n 4 --temperature 0.6] [--out DIR]
+    torchrun --nproc-per-node 2 -m megatron_octo.eval ... --tp 2
+
+Base models: few-shot, greedy (GSM8K 8-shot "Q:/A:", MATH500/OlympiadBench Minerva 4-shot, AMC23
+0-shot). RL models (``--protocol rl``): zero-shot with the RL template (``--template orz_base``).
+Sampled decoding (``--n`` > 1) reports mean@n and unbiased pass@k.
+
+Writes ``<out>/<benchmark>.jsonl`` (prompt, response, extracted answer, gold, correct per sample),
+``<out>/summary.json``, ``<out>/results.md`` and TensorBoard scalars ``eval/<benchmark>/...``
+under ``<out>/tensorboard`` at the checkpoint's iteration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class BenchResult:
+    name: str
+    protocol: str
+    num_examples: int
+    accuracy: float  # greedy accuracy, or mean@n when sampling
+    pass_at_k: dict
+    mean_response_tokens: float
+    truncated: float  # share of responses that hit the token limit
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m megatron_octo.eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a save directory (latest) or one iter_XXXXXXX directory")
+    p.add_argument("--benchmarks", default="gsm8k,math500,olympiadbench,amc23",
+                   help="comma-separated names (gsm8k, math500, olympiadbench, amc23, aime24, minerva_math, "
+                        "college_math) or JSONL paths (with --fields)")
+    p.add_argument("--fields", default=None, help="field mapping for JSONL paths, e.g. question=problem,answer=sol")
+    p.add_argument("--protocol", choices=("base", "rl"), default="base",
+                   help="base: few-shot per benchmark; rl: zero-shot RL template")
+    p.add_argument("--template", default="orz_base", help="RL template for --protocol rl (orz_base, simple)")
+    p.add_argument("--limit", type=int, default=None, help="first N examples of each benchmark")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the protocol's (1024 base)")
+    p.add_argument("--n", type=int, default=1, help="samples per problem (sampled decoding)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--pass-k", default="1", help="comma-separated k for pass@k (k <= n)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-seq-len", type=int, default=None, help="prompt + response tokens (default: model max)")
+    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--pp", type=int, default=1)
+    p.add_argument("--grade-timeout", type=float, default=5.0)
+    p.add_argument("--out", default=None, help="default: <checkpoint save dir>/eval/<iter>")
+    p.add_argument("--seed", type=int, default=1234)
+    return p.parse_args(argv)
+
+
+def _check_args(args) -> None:
+    ks = [int(k) for k in args.pass_k.split(",") if k]
+    if any(k < 1 or k > args.n for k in ks):
+        raise ValueError(f"--pass-k {args.pass_k}: every k must be in [1, --n={args.n}]")
+    if args.n > 1 and args.temperature == 0:
+        raise ValueError("--n > 1 needs sampling: set --temperature > 0")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+
+
+def _load_sets(args):
+    from megatron_octo.eval.benchmarks import BENCHMARKS, load_benchmark
+
+    sets = []
+    for name in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
+        examples = load_benchmark(name, fields=args.fields, limit=args.limit)
+        spec = BENCHMARKS.get(name)
+        if args.protocol == "rl":
+            protocol = "orz_base" if args.template == "orz_base" else args.template
+        else:
+            protocol = spec.base_protocol if spec else "minerva_4shot"
+        label = os.path.splitext(os.path.basename(name))[0] if spec is None else name
+        sets.append((label, protocol, examples))
+    return sets
+
+
+def evaluate(args) -> int:
+    from megatron_octo.eval import passk
+    from megatron_octo.eval.grader import grade_detailed
+    from megatron_octo.eval.prompts import get_protocol
+    from megatron_octo.generation import Generator, SamplingConfig
+    from megatron_octo.models.from_checkpoint import load_for_inference
+    from megatron_octo.runtime import distributed as rt
+
+    _check_args(args)
+    sets = _load_sets(args)  # bad benchmark names/files fail here, before any model is built
+    loaded = load_for_inference(args.checkpoint, [f"parallel.tp={args.tp}", f"parallel.pp={args.pp}"])
+    import torch.distributed as dist
+
+    rank0 = dist.get_rank() == 0
+    max_len = args.max_seq_len or loaded.arch.max_position_embeddings
+    gen = Generator(loaded.model, loaded.tokenizer, max_sequence_length=max_len,
+                    max_batch_size=args.batch_size, seed=args.seed)
+    iteration = loaded.state.iteration
+    out_dir = args.out or os.path.join(os.path.dirname(loaded.checkpoint), "eval", f"iter_{iteration:07d}")
+    ks = sorted({int(k) for k in args.pass_k.split(",") if k})
+    results: list[BenchResult] = []
+    t0 = time.perf_counter()
+    for name, protocol_name, examples in sets:
+        proto = get_protocol(protocol_name)
+        prompts = [proto.build(ex.question) for ex in examples]
+        sc = SamplingConfig(max_new_tokens=args.max_new_tokens or proto.max_new_tokens,
+                            temperature=args.temperature, top_p=args.top_p, n=args.n, stop=list(proto.stop))
+        gens = gen.generate(prompts, sc)
+        if not rank0:
+            continue
+        flat = [g for per in gens for g in per]
+        golds = [ex.answer for ex in examples for _ in range(args.n)]
+        verdicts = grade_detailed([g.text for g in flat], golds, style=proto.answer_style,
+                                  timeout=args.grade_timeout)
+        correct = [[verdicts[i * args.n + j].correct for j in range(args.n)] for i in range(len(examples))]
+        os.makedirs(out_dir, exist_ok=True)
+        tmp = os.path.join(out_dir, f".{name}.jsonl.tmp")
+        with open(tmp, "w") as f:
+            for i, ex in enumerate(examples):
+                for j in range(args.n):
+                    g, v = flat[i * args.n + j], verdicts[i * args.n + j]
+                    f.write(json.dumps({"id": ex.id, "sample": j, "prompt": prompts[i], "response": g.text,
+                                        "extracted": v.extracted, "gold": ex.answer, "correct": v.correct,
+                                        "finish_reason": g.finish_reason, "response_tokens": len(g.tokens),
+                                        "grade_timed_out": v.timed_out}) + "\n")
+        os.replace(tmp, os.path.join(out_dir, f"{name}.jsonl"))
+        results.append(BenchResult(
+            name=name, protocol=protocol_name, num_examples=len(examples),
+            accuracy=passk.mean_at_n(correct),
+            pass_at_k={f"pass@{k}": passk.pass_at_k(correct, k) for k in ks},
+            mean_response_tokens=sum(len(g.tokens) for g in flat) / max(len(flat), 1),
+            truncated=sum(g.finish_reason == "length" for g in flat) / max(len(flat), 1)))
+        print(f"[eval] {name} ({protocol_name}, {len(examples)} problems): accuracy {results[-1].accuracy:.4f} "
+              f"({time.perf_counter() - t0:.0f}s)", flush=True)
+    if rank0:
+        _write_reports(out_dir, results, loaded, args, iteration)
+        print(f"[eval] wrote {out_dir}/summary.json, results.md and per-sample JSONL", flush=True)
+    rt.shutdown()
+    return 0
+
+
+def _write_reports(out_dir, results, loaded, args, iteration) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    summary = {"checkpoint": loaded.checkpoint, "iteration": iteration, "tokens": loaded.state.tokens,
+               "protocol": args.protocol, "n": args.n, "temperature": args.temperature,
+               "benchmarks": {r.name: r.__dict__ for r in results}}
+    tmp = os.path.join(out_dir, ".summary.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    ks = list(results[0].pass_at_k) if results else []
+    lines = [f"Checkpoint `{loaded.checkpoint}` (iteration {iteration}), protocol {args.protocol}, "
+             f"n={args.n}, temperature={args.temperature}", "",
+             "| benchmark | protocol | problems | accuracy | " + " | ".join(ks) + " | mean response tokens | truncated |",
+             "|---|---|---|---|" + "---|" * len(ks) + "---|---|"]
+    for r in results:
+        lines.append(f"| {r.name} | {r.protocol} | {r.num_examples} | {100 * r.accuracy:.1f} | "
+                     + " | ".join(f"{100 * v:.1f}" for v in r.pass_at_k.values())
+                     + f" | {r.mean_response_tokens:.1f} | {100 * r.truncated:.1f}% |")
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    tb = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+    for r in results:
+        tb.add_scalar(f"eval/{r.name}/accuracy", r.accuracy, iteration)
+        for k, v in r.pass_at_k.items():
+            tb.add_scalar(f"eval/{r.name}/{k}", v, iteration)
+        tb.add_scalar(f"eval/{r.name}/response_length/mean", r.mean_response_tokens, iteration)
+    tb.close()
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    warnings.filterwarnings("ignore")
+    args = parse_args(argv)
+    from megatron_octo.config import ConfigError
+    from megatron_octo.eval.benchmarks import BenchmarkError
+    from megatron_octo.training.checkpointing import CheckpointError
+
+    try:
+        return evaluate(args)
+    except (BenchmarkError, CheckpointError, ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

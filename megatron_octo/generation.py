@@ -1,0 +1,145 @@
+"""Text generation on the parallel model through megatron-core's inference engine.
+
+The engine wraps the same ``GPTModel`` object the trainer (or the RL actor) holds — no copy, no
+resharding — so evaluation and RL rollouts run at the model's TP/PP. On CPU it is the static
+engine (``legacy=True``, as measured in ../shared/notes); megatron's dynamic engine with CUDA
+graphs needs a GPU.
+
+Stop strings: the static engine stops only at EOD, so a response is cut at the first stop string
+after generation (``finish_reason="stop"``); the tokens and log-probs are cut to match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import torch
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 1024
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0
+    n: int = 1  # samples per prompt
+    stop: List[str] = field(default_factory=list)
+    return_log_probs: bool = False
+
+
+@dataclass
+class Generation:
+    prompt: str
+    prompt_tokens: List[int]
+    text: str
+    tokens: List[int]
+    log_probs: Optional[List[float]]
+    finish_reason: str  # stop | eod | length
+
+
+def _cut_at_stop(tokenizer, tokens: List[int], stop: Sequence[str]) -> tuple[int, str, Optional[str]]:
+    """Number of tokens to keep, the kept text, and the stop string found (or None)."""
+    text = tokenizer.detokenize(tokens)
+    hits = [(text.find(s), s) for s in stop if s and s in text]
+    if not hits:
+        return len(tokens), text, None
+    pos, found = min(hits)
+    # Smallest token prefix whose text contains the stop string (the tokens that produced it are
+    # kept: the model generated them; the text ends before it).
+    lo, hi = 1, len(tokens)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if found in tokenizer.detokenize(tokens[:mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo, text[:pos], found
+
+
+class Generator:
+    """Batched generation from one GPTModel (any TP/PP) with megatron's static inference engine."""
+
+    def __init__(self, model, tokenizer, *, max_sequence_length: int, max_batch_size: int = 32, seed: int = 1234):
+        from megatron.core.inference.contexts import StaticInferenceContext
+        from megatron.core.inference.engines import StaticInferenceEngine
+        from megatron.core.inference.model_inference_wrappers.gpt.gpt_inference_wrapper import GPTInferenceWrapper
+        from megatron.core.inference.model_inference_wrappers.inference_wrapper_config import InferenceWrapperConfig
+        from megatron.core.inference.text_generation_controllers.text_generation_controller import (
+            TextGenerationController,
+        )
+
+        cfg = model.config
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_sequence_length = max_sequence_length
+        self.max_batch_size = max_batch_size
+        wcfg = InferenceWrapperConfig(
+            hidden_size=cfg.hidden_size,
+            params_dtype=cfg.params_dtype,
+            inference_batch_times_seqlen_threshold=-1,  # no pipelined micro-batching of prompts
+            fp32_residual_connection=False,
+            padded_vocab_size=model.vocab_size,
+            inference_max_requests=max_batch_size,
+            inference_max_seq_length=max_sequence_length,
+        )
+        self.context = StaticInferenceContext.from_config(wcfg)
+        wrapped = GPTInferenceWrapper(model, wcfg, self.context)
+        controller = TextGenerationController(inference_wrapped_model=wrapped, tokenizer=tokenizer)
+        self.engine = StaticInferenceEngine(text_generation_controller=controller, max_batch_size=max_batch_size,
+                                            random_seed=seed, legacy=True)
+
+    def _sampling_params(self, sc: SamplingConfig, prompt_len: int):
+        from megatron.core.inference.sampling_params import SamplingParams
+
+        budget = min(sc.max_new_tokens, self.max_sequence_length - prompt_len)
+        if budget < 1:
+            raise ValueError(f"prompt of {prompt_len} tokens leaves no room to generate within "
+                             f"max_sequence_length={self.max_sequence_length}")
+        greedy = sc.temperature == 0
+        return SamplingParams(temperature=1.0 if greedy else sc.temperature, top_k=1 if greedy else sc.top_k,
+                              top_p=0.0 if greedy else (sc.top_p if sc.top_p < 1.0 else 0.0),
+                              return_log_probs=sc.return_log_probs, num_tokens_to_generate=budget)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], sc: SamplingConfig) -> List[List[Generation]]:
+        """``sc.n`` generations per prompt, in prompt order."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            expanded = [p for p in prompts for _ in range(sc.n)]
+            encoded = [self.tokenizer.tokenize(p) for p in expanded]
+            longest = max((len(e) for e in encoded), default=0)
+            params = self._sampling_params(sc, longest)
+            out: List[Generation] = []
+            for start in range(0, len(expanded), self.max_batch_size):
+                chunk = expanded[start:start + self.max_batch_size]
+                results = self.engine.generate(prompts=chunk, sampling_params=params)
+                for req in results:
+                    out.append(self._finish(req, sc, params.num_tokens_to_generate))
+        finally:
+            self.model.train(was_training)
+        return [out[i * sc.n:(i + 1) * sc.n] for i in range(len(prompts))]
+
+    def _finish(self, req, sc: SamplingConfig, budget: int) -> Generation:
+        tokens = [int(t) for t in (req.generated_tokens.tolist() if torch.is_tensor(req.generated_tokens)
+                                   else req.generated_tokens)]
+        eod = self.tokenizer.eod
+        reason = "length"
+        if eod in tokens:
+            tokens = tokens[:tokens.index(eod)]
+            reason = "eod"
+        logp = None
+        if sc.return_log_probs and req.generated_log_probs is not None:
+            lp = req.generated_log_probs
+            logp = [float(x) for x in (lp.tolist() if torch.is_tensor(lp) else lp)]
+        keep, text, found = _cut_at_stop(self.tokenizer, tokens, sc.stop)
+        if found is not None:
+            tokens, reason = tokens[:keep], "stop"
+        if logp is not None:
+            logp = logp[:len(tokens)]
+        if reason == "length" and len(tokens) < budget:
+            reason = "eod"  # the engine stopped early only at EOD
+        prompt_tokens = req.prompt_tokens.tolist() if torch.is_tensor(req.prompt_tokens) else list(req.prompt_tokens)
+        return Generation(prompt=req.prompt, prompt_tokens=prompt_tokens, text=text, tokens=tokens, log_probs=logp,
+                          finish_reason=reason)
