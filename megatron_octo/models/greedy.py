@@ -1,0 +1,59 @@
+"""Greedy decoding from a megatron checkpoint with plain full forward passes (no KV cache).
+
+For checking converted or trained weights, not for serving: every new token re-runs the whole
+sequence. Works at any tensor-parallel size (vocab-parallel logits are gathered); pipeline
+parallelism is not supported here.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+
+def load_model(ckpt_path: str, *, tp: int = 1, overrides: Optional[list[str]] = None):
+    """(model, cfg, arch) of a trainer/converter checkpoint, built with ``llama.build_gpt_model`` at
+    ``tp`` (the process group must already be initialised with that TP and PP=1)."""
+    import os
+
+    from megatron_octo import config as cfgmod
+    from megatron_octo.models import llama
+    from megatron_octo.models.hf_config import run_architecture
+    from megatron_octo.training import checkpointing as ckpt
+
+    ckpt_dir = ckpt.resolve_checkpoint(ckpt_path)
+    cfg = cfgmod.load(os.path.join(ckpt_dir, "config.yaml"),
+                      [f"parallel.tp={tp}", "parallel.pp=1", *(overrides or [])])
+    arch = run_architecture(cfg)
+    model = llama.build_gpt_model(cfg, arch, pre_process=True, post_process=True)
+    ckpt.load(ckpt_dir, model, None, with_optimizer=False, layout={"tp": -1, "pp": -1, "dp": -1})  # never equal: no RNG
+    model.eval()
+    return model, cfg, arch
+
+
+@torch.no_grad()
+def logits(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Full-vocabulary logits [b, s, V_padded] of a batch of token ids [b, s]."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
+
+    b, s = tokens.shape
+    position_ids = torch.arange(s, dtype=torch.long).unsqueeze(0).expand(b, s)
+    out = model(tokens, position_ids, None)
+    if ps.get_tensor_model_parallel_world_size() > 1:
+        out = gather_from_tensor_model_parallel_region(out)
+    return out.float()
+
+
+@torch.no_grad()
+def greedy_generate(model, prompt: list[int], max_new_tokens: int, vocab_size: int,
+                    eos_id: Optional[int] = None) -> list[int]:
+    """The prompt followed by up to max_new_tokens argmax tokens over the real (unpadded) vocabulary."""
+    ids = list(prompt)
+    for _ in range(max_new_tokens):
+        nxt = int(logits(model, torch.tensor([ids]))[0, -1, :vocab_size].argmax())
+        ids.append(nxt)
+        if eos_id is not None and nxt == eos_id:
+            break
+    return ids
