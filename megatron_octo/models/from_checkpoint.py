@@ -37,32 +37,38 @@ def checkpoint_config(path: str, overrides: Sequence[str] = ()):
 
 def load_for_inference(path: str, overrides: Sequence[str] = ()) -> LoadedModel:
     """Initialise the runtime for the config's layout and load the checkpoint's weights."""
+    from megatron_octo.models import llama
+    from megatron_octo.runtime import distributed as rt
+
+    ckpt_dir, cfg = checkpoint_config(path, overrides)
+    par = cfg.parallel
+    world = rt.launch_env().world_size
+    if world % (par.tp * par.pp) != 0:
+        raise cfgmod.ConfigError(f"config key 'parallel.tp': tp*pp = {par.tp * par.pp} does not divide the "
+                                 f"world size {world}")
+    arch = llama.run_architecture(cfg)
+    if arch.num_attention_heads % par.tp or arch.num_query_groups % par.tp:
+        raise cfgmod.ConfigError(f"config key 'parallel.tp': {par.tp} does not divide the attention heads "
+                                 f"({arch.num_attention_heads}) and KV groups ({arch.num_query_groups})")
+    rt.initialize(par.tp, par.pp, par.cp, seed=cfg.train.seed)
+    return load_into_runtime(ckpt_dir, cfg)
+
+
+def load_into_runtime(ckpt_dir: str, cfg) -> LoadedModel:
+    """Build this rank's stage of the run's model (runtime already initialised) and load weights."""
     import torch
     from megatron.core import parallel_state as ps
 
     from megatron_octo.data.gpt_data import load_tokenizer
     from megatron_octo.models import llama
-    from megatron_octo.runtime import distributed as rt
 
-    ckpt_dir, cfg = checkpoint_config(path, overrides)
-    le = rt.launch_env()
-    par = cfg.parallel
-    if le.world_size % (par.tp * par.pp) != 0:
-        raise cfgmod.ConfigError(f"config key 'parallel.tp': tp*pp = {par.tp * par.pp} does not divide the "
-                                 f"world size {le.world_size}")
     tokenizer = load_tokenizer(cfg)
-    vocab = None if (cfg.model.vocab_size is not None or cfgmod.tokenizer_library(cfg) == "null") else tokenizer.vocab_size
-    arch = llama.resolve_architecture(cfg.model, vocab)
-    if arch.num_attention_heads % par.tp or arch.num_query_groups % par.tp:
-        raise cfgmod.ConfigError(f"config key 'parallel.tp': {par.tp} does not divide the attention heads "
-                                 f"({arch.num_attention_heads}) and KV groups ({arch.num_query_groups})")
-    rt.initialize(par.tp, par.pp, par.cp, seed=cfg.train.seed)
+    arch = llama.run_architecture(cfg, tokenizer)
     model = llama.build_gpt_model(cfg, arch, pre_process=ps.is_pipeline_first_stage(),
                                   post_process=ps.is_pipeline_last_stage())
     if torch.cuda.is_available():
         model.cuda(torch.cuda.current_device())
-    dp = le.world_size // (par.tp * par.pp * par.cp)
-    state = ckpt.load(ckpt_dir, model, None, with_optimizer=False,
-                      layout={"tp": par.tp, "pp": par.pp, "dp": dp})
+    # An unmatched layout: training RNG state is not restored for inference.
+    state = ckpt.load(ckpt_dir, model, None, with_optimizer=False, layout={"tp": None, "pp": None, "dp": None})
     model.eval()
     return LoadedModel(cfg=cfg, arch=arch, model=model, tokenizer=tokenizer, state=state, checkpoint=ckpt_dir)

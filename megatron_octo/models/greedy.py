@@ -13,23 +13,13 @@ import torch
 
 
 def load_model(ckpt_path: str, *, tp: int = 1, overrides: Optional[list[str]] = None):
-    """(model, cfg, arch) of a trainer/converter checkpoint, built with ``llama.build_gpt_model`` at
-    ``tp`` (the process group must already be initialised with that TP and PP=1)."""
-    import os
+    """(model, cfg, arch) of a trainer/converter checkpoint at ``tp`` (the process group must
+    already be initialised with that TP and PP=1)."""
+    from megatron_octo.models.from_checkpoint import checkpoint_config, load_into_runtime
 
-    from megatron_octo import config as cfgmod
-    from megatron_octo.models import llama
-    from megatron_octo.models.hf_config import run_architecture
-    from megatron_octo.training import checkpointing as ckpt
-
-    ckpt_dir = ckpt.resolve_checkpoint(ckpt_path)
-    cfg = cfgmod.load(os.path.join(ckpt_dir, "config.yaml"),
-                      [f"parallel.tp={tp}", "parallel.pp=1", *(overrides or [])])
-    arch = run_architecture(cfg)
-    model = llama.build_gpt_model(cfg, arch, pre_process=True, post_process=True)
-    ckpt.load(ckpt_dir, model, None, with_optimizer=False, layout={"tp": -1, "pp": -1, "dp": -1})  # never equal: no RNG
-    model.eval()
-    return model, cfg, arch
+    ckpt_dir, cfg = checkpoint_config(ckpt_path, [f"parallel.tp={tp}", "parallel.pp=1", *(overrides or [])])
+    loaded = load_into_runtime(ckpt_dir, cfg)
+    return loaded.model, loaded.cfg, loaded.arch
 
 
 @torch.no_grad()

@@ -175,15 +175,8 @@ def hf_config_from_arch(arch: LlamaArchitecture, dtype: str = "float32", bos_tok
     return cfg
 
 
-
 def run_architecture(cfg) -> LlamaArchitecture:
-    """The architecture a trainer run with this config built (the trainer's own rule: the
-    tokenizer's vocabulary unless model.vocab_size is set or there is no tokenizer)."""
-    from megatron_octo.config import tokenizer_library
-    from megatron_octo.models.llama import resolve_architecture
+    """The architecture a trainer run with this config built (see llama.run_architecture)."""
+    from megatron_octo.models.llama import run_architecture as _run_architecture
 
-    if cfg.model.vocab_size is not None or cfg.data.mock or tokenizer_library(cfg) == "null":
-        return resolve_architecture(cfg.model)
-    from megatron_octo.data.gpt_data import load_tokenizer
-
-    return resolve_architecture(cfg.model, load_tokenizer(cfg).vocab_size)
+    return _run_architecture(cfg)

@@ -99,6 +99,20 @@ def resolve_architecture(model_cfg, vocab_size: Optional[int] = None) -> LlamaAr
     return arch
 
 
+def run_architecture(cfg, tokenizer=None) -> LlamaArchitecture:
+    """The architecture a run builds: the tokenizer's vocabulary sizes the embedding unless
+    model.vocab_size is set or there is no tokenizer (null library, mock data)."""
+    from megatron_octo.config import tokenizer_library
+
+    if cfg.model.vocab_size is not None or cfg.data.mock or tokenizer_library(cfg) == "null":
+        return resolve_architecture(cfg.model)
+    if tokenizer is None:
+        from megatron_octo.data.gpt_data import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg)
+    return resolve_architecture(cfg.model, tokenizer.vocab_size)
+
+
 def padded_vocab_size(vocab_size: int, divisible_by: int, tp: int) -> int:
     """Megatron-LM's padding: a multiple of divisible_by * tp, so every TP shard is equal."""
     multiple = divisible_by * tp

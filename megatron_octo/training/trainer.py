@@ -142,10 +142,7 @@ class Trainer:
         self.is_log_rank = dist.get_rank() == self.log_rank
 
         self.tokenizer = gpt_data.load_tokenizer(cfg)
-        vocab = None if cfg.model.vocab_size is not None else self.tokenizer.vocab_size
-        if cfg.data.mock or cfgmod.tokenizer_library(cfg) == "null":
-            vocab = None
-        self.arch = llama.resolve_architecture(cfg.model, vocab)
+        self.arch = llama.run_architecture(cfg, self.tokenizer)
         if self.tokenizer.vocab_size > self.arch.vocab_size:
             raise cfgmod.ConfigError(
                 f"config key 'model.vocab_size': {self.arch.vocab_size} is smaller than the tokenizer's "
