@@ -24,6 +24,7 @@ from megatron_octo.models import llama
 from megatron_octo.runtime import distributed as rt
 from megatron_octo.schedule import ScheduleState, build_scheduler, current_lr
 from megatron_octo.training import checkpointing as ckpt
+from megatron_octo.training.model_setup import build_model_and_optimizer
 from megatron_octo.training.metrics import (MetricsWriter, format_line, memory_gb,
                                              peak_flops_per_device)
 
@@ -122,9 +123,6 @@ class Trainer:
     # ----- set-up -------------------------------------------------------------------------
     def setup(self):
         from megatron.core import parallel_state as ps
-        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
-        from megatron.core.distributed import finalize_model_grads
-        from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
         cfg = self.cfg
         gpu = torch.cuda.is_available()
@@ -150,40 +148,8 @@ class Trainer:
         self.padded_vocab = llama.padded_vocab_size(self.arch.vocab_size, cfg.model.make_vocab_size_divisible_by,
                                                     cfg.parallel.tp)
 
-        model = llama.build_gpt_model(cfg, self.arch, pre_process=ps.is_pipeline_first_stage(),
-                                      post_process=self.is_last_stage)
-        if gpu:
-            model.cuda(torch.cuda.current_device())
-        overlap_grad = cfg.parallel.overlap_grad_reduce if cfg.parallel.overlap_grad_reduce is not None else gpu
-        overlap_param = (cfg.parallel.overlap_param_gather if cfg.parallel.overlap_param_gather is not None
-                         else gpu and cfg.parallel.use_distributed_optimizer)
-        ddp_cfg = DistributedDataParallelConfig(
-            grad_reduce_in_fp32=True,
-            overlap_grad_reduce=overlap_grad,
-            overlap_param_gather=overlap_param and cfg.parallel.use_distributed_optimizer,
-            use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
-            check_for_nan_in_grad=False,
-            bucket_size=None if gpu else None,
-        )
-        self.tconfig = model.config
-        self.model = DistributedDataParallel(config=model.config, ddp_config=ddp_cfg, module=model)
-        o = cfg.optimizer
-        self.optimizer = get_megatron_optimizer(
-            OptimizerConfig(
-                optimizer=o.name, lr=cfg.schedule.lr, min_lr=cfg.schedule.min_lr, weight_decay=o.weight_decay,
-                adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps, clip_grad=o.clip_grad,
-                bf16=self.tconfig.bf16, params_dtype=self.tconfig.params_dtype,
-                use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
-            ),
-            [self.model],
-        )
-        # Megatron-LM wires these into the model config for the pipeline schedules.
-        self.tconfig.grad_scale_func = self.optimizer.scale_loss
-        self.tconfig.finalize_model_grads_func = finalize_model_grads
-        if overlap_grad:
-            self.tconfig.no_sync_func = self.model.no_sync
-        if overlap_param and cfg.parallel.use_distributed_optimizer:
-            self.tconfig.param_sync_func = self.model.start_param_sync
+        built = build_model_and_optimizer(cfg, self.arch, lr=cfg.schedule.lr, min_lr=cfg.schedule.min_lr)
+        self.model, self.optimizer, self.tconfig = built.model, built.optimizer, built.config
 
         self._restore()
         self.writer = MetricsWriter(self._tensorboard_dir(), enabled=self.is_log_rank)
