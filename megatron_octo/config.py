@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -152,6 +152,45 @@ class LoggingConfig:
 
 
 @dataclass
+class RLConfig:
+    """RL stage (python -m megatron_octo.rl). Defaults: OctoThinker's GRPO on MATH8K."""
+
+    algorithm: str = "grpo"  # grpo (PPO with a critic: not yet)
+    prompts: str = "data/rl/math8k.jsonl.gz"  # JSONL(.gz) of problems with gold answers
+    question_key: str = "question"
+    answer_key: str = "answer"
+    template: str = "orz_base"  # orz_base | simple
+    steps: int = 300
+    prompts_per_step: int = 128
+    samples_per_prompt: int = 16
+    mini_batch_prompts: int = 64  # PPO mini-batch, in prompts (verl's ppo_mini_batch_size)
+    ppo_epochs: int = 1
+    micro_batch_size: int = 4  # sequences per forward/backward micro-batch
+    rollout_batch_size: int = 64  # sequences per inference-engine batch
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_prompt_length: int = 400  # longer prompts are dropped (counted) at load
+    # Progressive cap on response length: {rl step: tokens}.
+    max_response_length: Dict[int, int] = field(default_factory=lambda: {0: 8192})
+    lr: float = 1e-6  # constant
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    kl_coef: float = 0.0  # 0: no reference model is built (OctoThinker)
+    kl_estimator: str = "low_var_kl"  # low_var_kl | k1 | k2
+    entropy_coef: float = 0.0
+    normalize_std: bool = True  # GRPO: divide by the group's std
+    remove_uniform_groups: bool = False  # drop groups whose samples all got the same reward
+    reward_variant: str = "default"  # default | v2.wformat | v3.repeatpenalty | v4.repeatpenalty
+    grade_timeout: float = 5.0
+    val_interval: int = 0  # RL steps; 0 = no validation
+    val_benchmarks: str = "math500"
+    val_limit: int = 50
+    val_max_new_tokens: int = 1024
+    save_interval: int = 0  # RL steps; 0 = only at the end
+    seed: int = 1234
+
+
+@dataclass
 class Config:
     run_name: str = "run"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -163,6 +202,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
 
 
 def _omegaconf_error(exc: OmegaConfBaseException, where: str) -> ConfigError:
@@ -378,3 +418,63 @@ def num_microbatches(cfg, world_size: int) -> int:
 
 def tokens_per_step(cfg) -> int:
     return cfg.train.global_batch_size * cfg.model.seq_length
+
+
+def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
+    """The model/parallel checks of :func:`validate` plus the RL section's."""
+    from megatron_octo.models.llama import resolve_architecture
+
+    arch = resolve_architecture(cfg.model)
+    par = cfg.parallel
+    if arch.num_attention_heads % par.tp or arch.num_query_groups % par.tp:
+        _fail("parallel.tp", f"tensor parallel size {par.tp} does not divide model.num_attention_heads="
+              f"{arch.num_attention_heads} and model.num_query_groups={arch.num_query_groups}")
+    if arch.num_layers % par.pp:
+        _fail("parallel.pp", f"pipeline parallel size {par.pp} does not divide model.num_layers={arch.num_layers}")
+    if world_size % (par.tp * par.pp * par.cp):
+        _fail("parallel.tp", f"tp*pp*cp = {par.tp * par.pp * par.cp} does not divide the world size {world_size}")
+    if cfg.model.fp8 is not None and not (have_gpu and have_te):
+        _fail("model.fp8", "FP8 needs Transformer Engine on a CUDA GPU; set model.fp8=null")
+    if par.pp > 1:
+        _fail("parallel.pp", "RL with pipeline parallelism is not supported yet; use parallel.tp / data parallel")
+    dp = world_size // (par.tp * par.pp * par.cp)
+    r = cfg.rl
+    _one_of("rl.algorithm", r.algorithm, ("grpo",))
+    _one_of("rl.template", r.template, ("orz_base", "simple"))
+    _one_of("rl.kl_estimator", r.kl_estimator, ("low_var_kl", "k1", "k2"))
+    _one_of("rl.reward_variant", r.reward_variant, ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty"))
+    for key in ("steps", "prompts_per_step", "samples_per_prompt", "mini_batch_prompts", "ppo_epochs",
+                "micro_batch_size", "rollout_batch_size", "max_prompt_length"):
+        if getattr(r, key) < 1:
+            _fail(f"rl.{key}", f"must be >= 1, got {getattr(r, key)}")
+    if r.prompts_per_step % r.mini_batch_prompts:
+        _fail("rl.mini_batch_prompts", f"{r.mini_batch_prompts} does not divide rl.prompts_per_step={r.prompts_per_step}")
+    if r.mini_batch_prompts % dp:
+        _fail("rl.mini_batch_prompts", f"{r.mini_batch_prompts} prompts do not split over {dp} data-parallel ranks")
+    if (r.mini_batch_prompts // dp * r.samples_per_prompt) % r.micro_batch_size:
+        _fail("rl.micro_batch_size", f"{r.micro_batch_size} does not divide the {r.mini_batch_prompts // dp} x "
+              f"{r.samples_per_prompt} sequences of a data-parallel rank's mini-batch")
+    if not (r.temperature > 0):
+        _fail("rl.temperature", f"must be > 0 for sampling, got {r.temperature}")
+    if not (0 < r.top_p <= 1):
+        _fail("rl.top_p", f"must be in (0, 1], got {r.top_p}")
+    if r.clip_low < 0 or r.clip_high < 0:
+        _fail("rl.clip_low" if r.clip_low < 0 else "rl.clip_high", "must be >= 0")
+    if not os.path.isfile(r.prompts):
+        _fail("rl.prompts", f"prompt file not found: {r.prompts}")
+    from megatron_octo.rl.length_schedule import parse_stairs
+
+    try:
+        stairs = parse_stairs(dict(r.max_response_length))
+    except ValueError as exc:
+        _fail("rl.max_response_length", str(exc).split(": ", 1)[-1])
+    longest = max(v for _, v in stairs) + r.max_prompt_length
+    if longest > arch.max_position_embeddings:
+        _fail("rl.max_response_length", f"max_prompt_length + the largest response cap = {longest} exceeds "
+              f"model.max_position_embeddings={arch.max_position_embeddings}")
+    ck = cfg.checkpoint
+    if ck.init_from is None and not (ck.save and os.path.isdir(ck.save)):
+        _fail("checkpoint.init_from", "RL starts from a checkpoint (stable, decay or converted): set "
+              "checkpoint.init_from")
+    if ck.init_from is not None and not os.path.isdir(ck.init_from):
+        _fail("checkpoint.init_from", f"checkpoint directory not found: {ck.init_from}")

@@ -86,8 +86,14 @@ class Generator:
         self.context = StaticInferenceContext.from_config(wcfg)
         wrapped = GPTInferenceWrapper(model, wcfg, self.context)
         controller = TextGenerationController(inference_wrapped_model=wrapped, tokenizer=tokenizer)
+        self.controller = controller
         self.engine = StaticInferenceEngine(text_generation_controller=controller, max_batch_size=max_batch_size,
                                             random_seed=seed, legacy=True)
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling stream: RL re-seeds every step so a resumed run samples the same."""
+        self.controller.sampling_rng.manual_seed(int(seed))
 
     def _sampling_params(self, sc: SamplingConfig, prompt_len: int):
         from megatron.core.inference.sampling_params import SamplingParams
