@@ -182,6 +182,9 @@ class RLConfig:
     remove_uniform_groups: bool = False  # drop groups whose samples all got the same reward
     reward_variant: str = "default"  # default | v2.wformat | v3.repeatpenalty | v4.repeatpenalty
     grade_timeout: float = 5.0
+    # A custom reward instead of the math grader: "package.module:function" (or "path/file.py:function")
+    # called as fn(responses: list[str], golds: list[str]) -> list[float] (verl's custom_reward_function).
+    reward_fn: Optional[str] = None
     val_interval: int = 0  # RL steps; 0 = no validation
     val_benchmarks: str = "math500"
     val_limit: int = 50
@@ -431,12 +434,12 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
               f"{arch.num_attention_heads} and model.num_query_groups={arch.num_query_groups}")
     if arch.num_layers % par.pp:
         _fail("parallel.pp", f"pipeline parallel size {par.pp} does not divide model.num_layers={arch.num_layers}")
+    if par.pp > 1:
+        _fail("parallel.pp", "RL with pipeline parallelism is not supported yet; use parallel.tp / data parallel")
     if world_size % (par.tp * par.pp * par.cp):
         _fail("parallel.tp", f"tp*pp*cp = {par.tp * par.pp * par.cp} does not divide the world size {world_size}")
     if cfg.model.fp8 is not None and not (have_gpu and have_te):
         _fail("model.fp8", "FP8 needs Transformer Engine on a CUDA GPU; set model.fp8=null")
-    if par.pp > 1:
-        _fail("parallel.pp", "RL with pipeline parallelism is not supported yet; use parallel.tp / data parallel")
     dp = world_size // (par.tp * par.pp * par.cp)
     r = cfg.rl
     _one_of("rl.algorithm", r.algorithm, ("grpo",))
@@ -462,6 +465,13 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
         _fail("rl.clip_low" if r.clip_low < 0 else "rl.clip_high", "must be >= 0")
     if not os.path.isfile(r.prompts):
         _fail("rl.prompts", f"prompt file not found: {r.prompts}")
+    if r.reward_fn is not None:
+        from megatron_octo.rl.custom_reward import load_reward_fn
+
+        try:
+            load_reward_fn(r.reward_fn)
+        except ValueError as exc:
+            _fail("rl.reward_fn", str(exc))
     from megatron_octo.rl.length_schedule import parse_stairs
 
     try:

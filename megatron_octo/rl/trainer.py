@@ -177,6 +177,11 @@ class RLTrainer:
         self.generator = Generator(self.model.module, self.tokenizer, max_sequence_length=longest,
                                    max_batch_size=r.rollout_batch_size, seed=r.seed)
         self.reward_cfg = RewardConfig(variant=r.reward_variant, timeout=r.grade_timeout)
+        self.reward_fn = None
+        if r.reward_fn is not None:
+            from megatron_octo.rl.custom_reward import load_reward_fn
+
+            self.reward_fn = load_reward_fn(r.reward_fn)
         tb = cfg.logging.tensorboard_dir or (os.path.join(cfg.checkpoint.save, "tensorboard")
                                              if cfg.checkpoint.save else None)
         self.writer = MetricsWriter(tb, enabled=self.is_log_rank)
@@ -198,7 +203,12 @@ class RLTrainer:
             stop=list(RL_STOP)))
         flat = [g for per in gens for g in per]
         golds = [self.golds[i] for i in mine for _ in range(r.samples_per_prompt)]
-        rewards = compute_rewards([g.text for g in flat], golds, self.reward_cfg)
+        if self.reward_fn is not None:
+            from megatron_octo.rl.custom_reward import custom_rewards
+
+            rewards = custom_rewards(self.reward_fn, [g.text for g in flat], golds)
+        else:
+            rewards = compute_rewards([g.text for g in flat], golds, self.reward_cfg)
         return mine, flat, rewards, cap
 
     def _forward_log_probs(self, model, batch: Batch, with_entropy: bool = False):
