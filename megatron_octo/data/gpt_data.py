@@ -38,7 +38,8 @@ def load_tokenizer(cfg, vocab_size: Optional[int] = None):
     from megatron_octo.config import tokenizer_library
 
     t = cfg.tokenizer
-    if tokenizer_library(cfg) == "null" or cfg.data.mock:
+    # Mock data needs no tokenizer, but a configured one is still the run's (for later inference).
+    if tokenizer_library(cfg) == "null" or (cfg.data.mock and t.path is None):
         if vocab_size is None:
             from megatron_octo.models.llama import resolve_architecture
 

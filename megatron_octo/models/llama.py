@@ -104,7 +104,8 @@ def run_architecture(cfg, tokenizer=None) -> LlamaArchitecture:
     model.vocab_size is set or there is no tokenizer (null library, mock data)."""
     from megatron_octo.config import tokenizer_library
 
-    if cfg.model.vocab_size is not None or cfg.data.mock or tokenizer_library(cfg) == "null":
+    no_tokenizer = tokenizer_library(cfg) == "null" or (cfg.data.mock and cfg.tokenizer.path is None)
+    if cfg.model.vocab_size is not None or no_tokenizer:
         return resolve_architecture(cfg.model)
     if tokenizer is None:
         from megatron_octo.data.gpt_data import load_tokenizer
