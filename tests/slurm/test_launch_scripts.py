@@ -1,0 +1,123 @@
+"""launch_slurm/*.sh without a cluster: bad inputs fail in seconds before anything is submitted,
+and the dry run shows the sbatch command built from the OCTO_* settings. No Slurm needed."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, env_for_subprocess, run
+
+SCRIPTS = ("stable_200b.sh", "decay_long_20b.sh", "decay_short_20b.sh", "decay_hybrid_20b.sh", "rl_grpo.sh", "eval.sh")
+
+
+def _env(tmp_path, **extra) -> dict:
+    env = env_for_subprocess()
+    for key in list(env):
+        if key.startswith(("OCTO_", "SLURM_", "SBATCH_")):
+            env.pop(key)
+    env.update(OCTO_OUTPUT=str(tmp_path / "out"), OCTO_DRY_RUN="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _script(name: str, tmp_path, timeout: float = 60, args=(), **env):
+    t0 = time.time()
+    res = run(["bash", str(ROOT / "launch_slurm" / name), *args], timeout=timeout, cwd=tmp_path, env=_env(tmp_path, **env))
+    return res, time.time() - t0
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("launch") / "data"
+    res = run([str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else "python3",
+               "-m", "tokenization.build_demo_data", "--out", str(out)], timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_scripts_are_valid_bash_with_requeue_and_signal():
+    for name in SCRIPTS:
+        path = ROOT / "launch_slurm" / name
+        res = run(["bash", "-n", str(path)], timeout=30)
+        assert res.returncode == 0, f"{name}: {res.stderr}"
+        text = path.read_text()
+        assert "#SBATCH --requeue" in text and "#SBATCH --signal=B:USR1@" in text, name
+        assert "#SBATCH --gpus-per-node=" in text, name
+    assert run(["bash", "-n", str(ROOT / "launch_slurm" / "common.sh")], timeout=30).returncode == 0
+
+
+def test_dry_run_builds_sbatch_command_from_environment(tmp_path, demo_data):
+    res, _ = _script("stable_200b.sh", tmp_path, args=["train.tokens=8192"], OCTO_PROFILE="cpu",
+                     OCTO_DATA=demo_data, OCTO_TIME="15", OCTO_PARTITION="debug", OCTO_SIGNAL="120")
+    assert res.returncode == 0, res.stderr
+    assert "preflight ok: recipes/tiny/stable.yaml" in res.stdout and "world size 2" in res.stdout
+    cmd = [line for line in res.stdout.splitlines() if line.startswith("sbatch ")]
+    assert len(cmd) == 1, res.stdout
+    for opt in ("--nodes=1", "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=15",
+                "--partition=debug", "--signal=B:USR1@120"):
+        assert opt in cmd[0].split(), (opt, cmd[0])
+    assert cmd[0].endswith("launch_slurm/stable_200b.sh train.tokens=8192")
+
+
+def test_missing_recipe_fails_fast(tmp_path):
+    res, dt = _script("stable_200b.sh", tmp_path, OCTO_RECIPE="recipes/nope.yaml")
+    assert res.returncode == 2 and dt < 30, (res.returncode, dt)
+    assert "recipe file not found: recipes/nope.yaml" in res.stderr
+    assert "sbatch " not in res.stdout
+
+
+def test_missing_stable_checkpoint_fails_fast(tmp_path, demo_data):
+    for name in ("decay_long_20b.sh", "decay_short_20b.sh", "decay_hybrid_20b.sh"):
+        res, dt = _script(name, tmp_path, OCTO_PROFILE="cpu", OCTO_DATA=demo_data)
+        assert res.returncode == 2 and dt < 30, (name, res.returncode, dt, res.stderr)
+        assert "checkpoint.init_from" in res.stderr and str(tmp_path / "out" / "stable") in res.stderr, res.stderr
+        assert "sbatch " not in res.stdout
+
+
+def test_init_from_without_checkpoint_fails_fast(tmp_path, demo_data):
+    empty = tmp_path / "not_a_checkpoint"
+    empty.mkdir()
+    res, dt = _script("decay_long_20b.sh", tmp_path, OCTO_PROFILE="cpu", OCTO_DATA=demo_data, OCTO_INIT_FROM=empty)
+    assert res.returncode == 2 and dt < 30, (res.returncode, dt, res.stderr)
+    assert "checkpoint.init_from" in res.stderr and "not a checkpoint" in res.stderr, res.stderr
+
+
+def test_missing_dataset_fails_fast(tmp_path, demo_data):
+    # no mixture at all
+    res, dt = _script("stable_200b.sh", tmp_path, OCTO_PROFILE="cpu", OCTO_DATA=tmp_path / "nowhere")
+    assert res.returncode == 2 and dt < 30
+    assert "data mixture not found" in res.stderr and "build_demo_data" in res.stderr, res.stderr
+    # a mixture naming a dataset whose .bin is gone (prefixes are relative to the mixture file)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "mixture.yaml").write_text((demo_data / "mixture.yaml").read_text())
+    for f in demo_data.iterdir():
+        if f.suffix in (".bin", ".idx") and f.name != "math_web.bin":
+            os.symlink(f, broken / f.name)
+    res, dt = _script("stable_200b.sh", tmp_path, OCTO_PROFILE="cpu", OCTO_DATA=broken)
+    assert res.returncode == 2 and dt < 30, (res.returncode, res.stdout, res.stderr)
+    assert "data.mixture" in res.stderr and "math_web" in res.stderr, res.stderr
+
+
+def test_paper_recipe_without_inputs_names_the_key(tmp_path):
+    res, dt = _script("stable_200b.sh", tmp_path, OCTO_INIT=tmp_path / "no_init")
+    assert res.returncode == 2 and dt < 30
+    assert "checkpoint.init_from" in res.stderr and "no_init" in res.stderr, res.stderr
+
+
+def test_eval_missing_checkpoint_fails_fast(tmp_path):
+    res, dt = _script("eval.sh", tmp_path, OCTO_CHECKPOINT=tmp_path / "nope")
+    assert res.returncode == 2 and dt < 30, (res.returncode, res.stderr)
+    assert "--checkpoint" in res.stderr and "not found" in res.stderr
+    res, _ = _script("eval.sh", tmp_path, OCTO_CHECKPOINT=tmp_path, OCTO_BENCHMARKS="gsm8k")
+    assert res.returncode == 2 and "not a checkpoint" in res.stderr, res.stderr
+
+
+def test_rl_script_refuses_until_rl_recipe_exists(tmp_path):
+    res, dt = _script("rl_grpo.sh", tmp_path)
+    assert res.returncode == 2 and dt < 30
+    assert "recipe file not found" in res.stderr or "RL trainer" in res.stderr, res.stderr

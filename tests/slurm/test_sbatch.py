@@ -1,0 +1,229 @@
+"""launch_slurm/*.sh on a real single-node Slurm (tests/slurm/slurm_cluster.py).
+
+Runs when OCTO_SLURM_TESTS=1 (installs Slurm with apt if needed, starts it, stops it afterwards)
+or when a Slurm controller already answers `scontrol ping`; skips with the reason otherwise.
+
+* `sbatch --wait launch_slurm/stable_200b.sh` with the tiny CPU recipe and 2 Slurm tasks (two torchrun
+  agents meeting through c10d rendezvous, one worker each): exit 0, `scontrol show job` COMPLETED 0:0,
+  checkpoints, TensorBoard events.
+* Preemption: the batch shell gets SIGUSR1 mid-run (`scancel --batch --signal=USR1`, exactly what
+  `#SBATCH --signal=B:USR1@N` does before the time limit); the trainers save and exit 75, the script
+  requeues the job, the next start resumes and finishes with the configured token count and the same
+  losses as the uninterrupted run.
+* A decay branch from that stable checkpoint; a bad input submitted with sbatch fails in seconds.
+
+Every wait is bounded; on a time-out the test cancels only the job it submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, env_for_subprocess, read_metrics, read_scalars, run
+from tests.slurm import slurm_cluster
+
+STEPS = 24
+TOKENS_PER_STEP = 16 * 256
+TOKENS = STEPS * TOKENS_PER_STEP
+OVERRIDES = (f"model.preset=tiny model.vocab_size=8192 train.tokens={TOKENS} train.eval_interval=0 "
+             "train.log_interval=1 checkpoint.save_interval=8")
+# CPU sizing of the H100 #SBATCH defaults: one node, 2 tasks x 1 CPU, no GPUs.
+SBATCH_CPU = ["--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--gpus-per-node=0", "--time=30",
+              "--signal=B:USR1@60"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    started = False
+    if os.environ.get("OCTO_SLURM_TESTS") == "1":
+        try:
+            how = slurm_cluster.start()
+        except slurm_cluster.SlurmError as exc:
+            pytest.fail(f"OCTO_SLURM_TESTS=1 but Slurm could not be started: {exc}")
+        started = how == "started"
+    elif not slurm_cluster.controller_up():
+        pytest.skip("no Slurm controller: set OCTO_SLURM_TESTS=1 (root + apt) to install and start a "
+                    "single-node Slurm, or start one with `python tests/slurm/slurm_cluster.py start`")
+    yield
+    if started and os.environ.get("OCTO_SLURM_KEEP") != "1":
+        slurm_cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def work(cluster, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("sbatch")
+    os.chmod(d, 0o755)
+    res = run([_python(), "-m", "tokenization.build_demo_data", "--out", str(d / "data")], timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return d
+
+
+def _python() -> str:
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else "python3"
+
+
+def _env(work: Path, output: Path, **extra) -> dict:
+    env = env_for_subprocess()
+    for key in list(env):
+        if key.startswith(("OCTO_", "SLURM_", "SBATCH_")):
+            env.pop(key)
+    env.update(OCTO_PROFILE="cpu", OCTO_OUTPUT=str(output), OCTO_DATA=str(work / "data"), OCTO_OVERRIDES=OVERRIDES,
+               OCTO_SIGNAL_REPEAT="5")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _job(job_id: str) -> dict:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", out))
+
+
+def _cancel(job_id: str) -> None:
+    subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
+
+
+def _wait_for(pred, timeout: float, what: str, job_id: str, logs: Path):
+    t_end = time.time() + timeout
+    while time.time() < t_end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.5)
+    _cancel(job_id)
+    raise AssertionError(f"{what} not reached within {timeout:.0f}s; job {_job(job_id)}\n{_logs(logs)}")
+
+
+def _logs(d: Path) -> str:
+    parts = []
+    for f in sorted(d.rglob("*")):
+        if f.is_file() and (f.suffix in (".log", ".out")):
+            parts.append(f"--- {f}\n" + "".join(f.read_text(errors="replace").splitlines(True)[-25:]))
+    return "\n".join(parts)[-12000:]
+
+
+def _final(save: Path) -> tuple[int, list]:
+    state = json.loads((save / f"iter_{STEPS:07d}" / "trainer_state.json").read_text())
+    losses = {r["iteration"]: r["lm loss"] for r in read_metrics(save / "tensorboard") if "lm loss" in r}
+    return state["tokens"], [losses[i] for i in sorted(losses)]
+
+
+@pytest.fixture(scope="module")
+def reference(work) -> Path:
+    """The uninterrupted stable run: `sbatch --wait launch_slurm/stable_200b.sh` from the checkout."""
+    out = work / "uninterrupted"
+    res = run(["sbatch", "--wait", "--parsable", f"--output={work}/slurm-%x-%j.out", *SBATCH_CPU,
+               "launch_slurm/stable_200b.sh"], timeout=400, cwd=ROOT, env=_env(work, out))
+    job_id = res.stdout.strip().split(";")[0]
+    assert res.returncode == 0, f"sbatch --wait exit {res.returncode}\n{res.stdout}\n{res.stderr}\n{_logs(work)}"
+    info = _job(job_id)
+    return out, job_id, info
+
+
+def test_sbatch_wait_stable_two_tasks_completes(reference, work):
+    out, job_id, info = reference
+    assert info.get("JobState") == "COMPLETED" and info.get("ExitCode") == "0:0", info
+    assert info.get("NumTasks") == "2", info
+    save = out / "stable"
+    assert (save / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS)
+    assert sorted(p.name for p in save.glob("iter_*")) == [f"iter_{i:07d}" for i in (8, 16, 24)]
+    assert list((save / "tensorboard").glob("events.out.tfevents*")), "no TensorBoard events"
+    scalars = read_scalars(str(save / "tensorboard"))
+    assert [s for s, _ in scalars["lm loss"]] == list(range(1, STEPS + 1))
+    tokens, losses = _final(save)
+    assert tokens == TOKENS and len(losses) == STEPS
+    assert losses[-1] < losses[0] - 0.5, losses  # it learned something
+    task_logs = sorted((out / "logs" / f"octo-stable-{job_id}").glob("restart0_task*.log"))
+    assert len(task_logs) == 2, task_logs  # one log per Slurm task (two torchrun agents)
+    batch_log = (work / f"slurm-octo-stable-{job_id}.out").read_text()
+    assert "2 task(s) x 1 process(es)" in batch_log and "done: stable finished" in batch_log, batch_log
+
+
+def test_preempted_job_saves_requeues_resumes_and_matches(reference, work):
+    ref_out = reference[0]
+    out = work / "preempted"
+    res = run(["sbatch", "--parsable", f"--output={work}/slurm-%x-%j.out", *SBATCH_CPU, "launch_slurm/stable_200b.sh"],
+              timeout=60, cwd=ROOT, env=_env(work, out))
+    assert res.returncode == 0, res.stderr
+    job_id = res.stdout.strip().split(";")[0]
+    log1 = out / "logs" / f"octo-stable-{job_id}"
+
+    def at_step(n):
+        def pred():
+            for f in log1.glob("restart0_task*.log"):
+                m = re.findall(r"iteration\s+(\d+)/", f.read_text(errors="replace"))
+                if m and int(m[-1]) >= n:
+                    return True
+            return False
+        return pred
+
+    _wait_for(at_step(3), 240, "training step 3", job_id, work)
+    # What `#SBATCH --signal=B:USR1@N` does before the time limit: SIGUSR1 to the batch shell only.
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job_id], check=True, timeout=30)
+    _wait_for(lambda: (lambda j: j.get("Restarts") == "1" and j.get("JobState") == "PENDING")(_job(job_id)),
+              180, "requeue after the signal", job_id, work)
+    # Slurm holds a requeued batch job for 120 s (BeginTime); once it is pending, start it now.
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True, timeout=30)
+    info = _wait_for(lambda: (lambda j: j if j.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
+                              else None)(_job(job_id)), 300, "the resumed job's end", job_id, work)
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", (info, _logs(work))
+    assert info["Restarts"] == "1", info
+
+    first = "".join(f.read_text() for f in log1.glob("restart0_task*.log"))
+    m = re.search(r"signal received: saved \S+ at iteration (\d+); exiting with 75", first)
+    assert m, first[-4000:]
+    stopped_at = int(m.group(1))
+    assert 3 <= stopped_at < STEPS, stopped_at
+    second = "".join(f.read_text() for f in log1.glob("restart1_task*.log"))
+    assert f"resumed from {out / 'stable'}/iter_{stopped_at:07d}" in second, second[-4000:]
+    batch_log = (work / f"slurm-octo-stable-{job_id}.out").read_text()
+    assert "got SIGUSR1" in batch_log and "requeueing job" in batch_log and "done: stable finished" in batch_log
+
+    tokens, losses = _final(out / "stable")
+    ref_tokens, ref_losses = _final(ref_out / "stable")
+    assert tokens == ref_tokens == TOKENS
+    assert losses == ref_losses, (losses, ref_losses)  # bitwise: same data order, RNG and optimizer state
+
+
+def test_decay_branch_from_stable_checkpoint(reference, work):
+    out = reference[0]
+    env = _env(work, out, OCTO_OVERRIDES="model.preset=tiny model.vocab_size=8192 train.tokens=8192 "
+               "train.eval_interval=0 train.log_interval=1")
+    res = run(["sbatch", "--wait", "--parsable", f"--output={work}/slurm-%x-%j.out", *SBATCH_CPU,
+               "launch_slurm/decay_short_20b.sh"], timeout=300, cwd=ROOT, env=env)
+    job_id = res.stdout.strip().split(";")[0]
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{_logs(work)}"
+    assert _job(job_id).get("JobState") == "COMPLETED"
+    state = json.loads((out / "decay_short" / "iter_0000026" / "trainer_state.json").read_text())
+    assert state["stage"] == "decay" and state["stage_tokens"] == 8192 and state["tokens"] == TOKENS + 8192
+
+
+def test_sbatch_with_bad_input_fails_in_seconds(work):
+    out = work / "bad"
+    t0 = time.time()
+    res = run(["sbatch", "--wait", "--parsable", f"--output={work}/slurm-%x-%j.out", *SBATCH_CPU,
+               "launch_slurm/decay_long_20b.sh"], timeout=120, cwd=ROOT, env=_env(work, out))
+    job_id = res.stdout.strip().split(";")[0]
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert _job(job_id).get("ExitCode") == "2:0"
+    batch_log = (work / f"slurm-octo-decay-long-{job_id}.out").read_text()
+    assert "checkpoint.init_from" in batch_log and "not found" in batch_log, batch_log
+    assert not (out / "logs" / f"octo-decay-long-{job_id}").exists() or \
+        not list((out / "logs" / f"octo-decay-long-{job_id}").glob("*.log")), "training was started"
+    assert time.time() - t0 < 90
+
+
+def test_cluster_tool_is_idempotent(cluster):
+    t0 = time.time()
+    res = run([_python(), str(Path(__file__).with_name("slurm_cluster.py")), "start"], timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"slurm (running|external)", res.stdout), res.stdout
+    assert time.time() - t0 < 30
