@@ -136,7 +136,7 @@ class CheckpointConfig:
     # Resume from here when it holds a checkpoint (default: save).
     load: Optional[str] = None
     # Start a new stage from another run's checkpoint (a stable checkpoint for a decay branch).
-    # A directory with a tracker file (latest iteration) or one iter_XXXXXXX directory.
+    # A directory with a tracker file (latest iteration) or one iter_NNNNNNN directory.
     init_from: Optional[str] = None
     # Take only model weights from init_from (e.g. converted from Hugging Face).
     init_weights_only: bool = False

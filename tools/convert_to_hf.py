@@ -4,7 +4,7 @@
     python tools/convert_to_hf.py CKPT --out OUT [--dtype auto|fp32|bf16|fp16] [--max-shard-size 5GB]
                                   [--tokenizer PATH] [--force]
 
-CKPT is a save directory (its latest checkpoint) or one ``iter_XXXXXXX`` directory. OUT receives
+CKPT is a save directory (its latest checkpoint) or one ``iter_NNNNNNN`` directory. OUT receives
 ``config.json`` (LlamaForCausalLM, rope_scaling, tie_word_embeddings, dtype), ``model.safetensors``
 (or ``model-0000i-of-0000n.safetensors`` + ``model.safetensors.index.json`` past
 ``--max-shard-size``), ``generation_config.json`` and the run's tokenizer files (from its
@@ -40,7 +40,7 @@ class ConvertError(ValueError):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="tools/convert_to_hf.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ckpt", help="checkpoint save directory or iter_XXXXXXX directory")
+    p.add_argument("ckpt", help="checkpoint save directory or iter_NNNNNNN directory")
     p.add_argument("--out", required=True, help="output Hugging Face directory")
     p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="dtype of the exported weights (auto: as stored in the checkpoint)")

@@ -39,7 +39,7 @@ class BenchResult:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m megatron_octo.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a save directory (latest) or one iter_XXXXXXX directory")
+    p.add_argument("--checkpoint", required=True, help="a save directory (latest) or one iter_NNNNNNN directory")
     p.add_argument("--benchmarks", default="gsm8k,math500,olympiadbench,amc23",
                    help="comma-separated names (gsm8k, math500, olympiadbench, amc23, aime24, minerva_math, "
                         "college_math) or JSONL paths (with --fields)")

@@ -26,7 +26,7 @@ class LoadedModel:
 
 
 def checkpoint_config(path: str, overrides: Sequence[str] = ()):
-    """The run config saved with a checkpoint (a save directory or an iter_XXXXXXX directory)."""
+    """The run config saved with a checkpoint (a save directory or an iter_NNNNNNN directory)."""
     ckpt_dir = ckpt.resolve_checkpoint(path)
     cfg_path = os.path.join(ckpt_dir, "config.yaml")
     if not os.path.isfile(cfg_path):

@@ -7,7 +7,7 @@ Layout of ``<save>/``::
     iter_0000010/config.yaml         the run's full config
     latest_checkpointed_iteration.txt
 
-A save goes to ``iter_XXXXXXX.tmp``, is renamed when every rank has finished, and only then does
+A save goes to ``iter_NNNNNNN.tmp``, is renamed when every rank has finished, and only then does
 the tracker move: a crash at any point leaves the previous checkpoint as the latest. The trainer
 state is JSON (no pickle) so it can be read by tools and by a different parallel layout.
 """
