@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 RUN    ?= runs/demo
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: venv demo demo-clean test test-fast clean
+.PHONY: venv demo demo-smoke demo-clean test test-fast clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# A tiny stable run then a tiny decay branch on the built-in data bundle (CPU, about a minute).
+# The whole OctoThinker pipeline in miniature (tokenizer, stable, 3 decay branches, GRPO from each
+# and from the stable control, eval, HF export, report.md + plots) on 2 CPU cores.
 demo: $(STAMP)
 	$(BIN)/python -m megatron_octo.demo --out $(RUN)
+
+# Every stage with a few steps (what CI runs): the mechanics, not results.
+demo-smoke: $(STAMP)
+	$(BIN)/python -m megatron_octo.demo --smoke --out runs/demo-smoke
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra tests

@@ -12,7 +12,8 @@ cores otherwise), with its quick options under --quick:
   tokenize   benchmarks/tokenize_throughput.py   the preprocess pipeline against the raw batch encoder
   convert    benchmarks/convert_memory.py        peak RSS of the Hugging Face export against the model size
   rollout    benchmarks/rollout_throughput.py    megatron's inference engine against transformers' generate
-  rl_step    benchmarks/rl_step*.py              RL step phase breakdown
+  rl_step    benchmarks/rl_step.py               one GRPO step's phases (generate, reward, old log-probs, update)
+                                                  and the same step with the code the RL optimisations replaced
 
 A benchmark whose script does not exist is listed as "not available yet", never estimated. Any
 other ``benchmarks/*.py`` whose --help mentions ``--json`` is run with ``--json`` (and ``--quick``
@@ -155,6 +156,29 @@ def _rollout_parse(stdout: str, tmp: str) -> tuple[list[Row], dict]:
     ], d
 
 
+def _rl_step_cmd(quick: bool, tmp: str) -> list[str]:
+    return ["--json", "--workdir", tmp] + (["--quick"] if quick else [])
+
+
+def _rl_step_parse(stdout: str, tmp: str) -> tuple[list[Row], dict]:
+    d = _last_json(stdout)
+    a, b, sp = d["after"], d["before"], d["speedup"]
+    pa, pb = a["phases"], b["phases"]
+    setup = (f"{d['preset']}, {d['prompts']} prompts x {d['samples']} samples x {d['response']} tokens, "
+             f"{d['threads']} threads")
+    shares = lambda p: " / ".join(f"{100 * p[k]['share']:.0f}" for k in ("generate", "reward", "old_logprob", "update"))
+    return [
+        Row("rl_step", "step s, after / before (same step, one run)", f"{a['step_s']:.1f} / {b['step_s']:.1f}",
+            f"{sp['step']:.2f}x; {setup}"),
+        Row("rl_step", "share % generate / reward / old log-prob / update", shares(pa), f"before: {shares(pb)}"),
+        Row("rl_step", "tokens/s generate / old log-prob / update",
+            " / ".join(f"{pa[k]['tokens_per_s']:,.0f}" for k in ("generate", "old_logprob", "update")),
+            f"speed-up {sp['generate']:.2f}x / {sp['old_logprob']:.2f}x / {sp['update']:.2f}x vs before"),
+        Row("rl_step", "token_log_probs fwd+bwd, before / after", f"{d['token_log_probs']['speedup']:.2f}x",
+            f"logits {d['token_log_probs']['shape']}, max |diff| {d['token_log_probs']['max_abs_diff']:.1e}"),
+    ], d
+
+
 def _generic_parse(name: str) -> Callable:
     def parse(stdout: str, tmp: str) -> tuple[list[Row], dict]:
         d = _last_json(stdout)
@@ -202,7 +226,8 @@ BENCHMARKS = [
     Bench("tokenize", ("tokenize_throughput.py",), "tokenization vs raw encoder", _tokenize_cmd, _tokenize_parse),
     Bench("convert", ("convert_memory.py",), "HF export memory vs model size", _convert_cmd, _convert_parse),
     Bench("rollout", ("rollout_throughput.py",), "rollout vs transformers generate", _rollout_cmd, _rollout_parse),
-    Bench("rl_step", ("rl_step*.py", "*rl_step*.py", "rl_phases*.py"), "RL step phase breakdown"),
+    Bench("rl_step", ("rl_step*.py", "*rl_step*.py", "rl_phases*.py"), "RL step phase breakdown", _rl_step_cmd,
+          _rl_step_parse),
 ]
 
 

@@ -32,8 +32,11 @@
 # Exit codes: 0 done; 2 bad input (nothing submitted or started); 75 saved after SIGUSR1/SIGTERM
 # and requeued; anything else is the failing task's exit code.
 
+set -uo pipefail
 OCTO_EXIT_BAD_INPUT=2
 OCTO_EXIT_SIGNALLED=75
+# The checkout: OCTO_ROOT, else the directory above this file (the stage scripts locate this file).
+OCTO_ROOT=${OCTO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 
 octo_log() { echo "[launch_slurm $(date +%H:%M:%S)] $*"; }
 octo_die() { echo "[launch_slurm] error: $*" >&2; exit "$OCTO_EXIT_BAD_INPUT"; }
@@ -145,7 +148,8 @@ octo_submit() {
   octo_preflight "$world" "$gpu"
   export OCTO_SUBMITTED_BY_SCRIPT=1
   if [ "${OCTO_DRY_RUN:-0}" = 1 ]; then
-    echo "sbatch ${opts[*]} $OCTO_SCRIPT ${OCTO_CLI_ARGS[*]}"
+    local words; printf -v words ' %q' "${opts[@]}" "$OCTO_SCRIPT" "${OCTO_CLI_ARGS[@]}"  # shell-quoted
+    echo "sbatch$words"
     return 0
   fi
   command -v sbatch >/dev/null || octo_die "sbatch not found: run this on a Slurm login node"
@@ -179,7 +183,7 @@ octo_run_in_job() {
   head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -1)
   local port=${OCTO_RDZV_PORT:-$((29400 + (SLURM_JOB_ID % 1000) * 10 + restart % 10))}
   octo_log "job $SLURM_JOB_ID restart $restart: $ntasks task(s) x $nproc process(es) on $SLURM_JOB_NODELIST," \
-           "rendezvous $head:$port; logs $log_dir; output $OCTO_OUTPUT/$OCTO_STAGE"
+           "rendezvous $head:$port; logs $log_dir; output $OCTO_RESULTS"
   octo_preflight "$world" auto
   octo_program "$@"
   local omp=$(( ${SLURM_CPUS_PER_TASK:-1} / nproc )); [ "$omp" -ge 1 ] || omp=1
@@ -211,7 +215,7 @@ octo_run_in_job() {
   wait "$pid"; rc=$?
   trap - USR1 TERM
   if [ "$rc" = 0 ]; then
-    octo_log "done: $OCTO_STAGE finished (exit 0); checkpoints and TensorBoard in $OCTO_OUTPUT/$OCTO_STAGE"
+    octo_log "done: $OCTO_STAGE finished (exit 0); results in $OCTO_RESULTS"
     return 0
   fi
   if [ "$rc" = "$OCTO_EXIT_SIGNALLED" ]; then
@@ -249,18 +253,22 @@ octo_run_in_step() {
 }
 
 # ---- entry point for the stage scripts --------------------------------------------------------------
-# Set before calling: OCTO_STAGE, OCTO_KIND (train|eval|rl), OCTO_SCRIPT, OCTO_ROOT, and the
-# stage's OCTO_PAPER_RECIPE / OCTO_CPU_RECIPE / OCTO_INIT_STAGE.
+# Set before calling: OCTO_SCRIPT_NAME (the stage script's file name: under sbatch the running file is a
+# spooled copy), OCTO_STAGE, OCTO_KIND (train|eval|rl), and the stage's OCTO_PAPER_RECIPE /
+# OCTO_CPU_RECIPE / OCTO_INIT_STAGE.
 octo_launch() {
   OCTO_CLI_ARGS=("$@")
   octo_settings
+  OCTO_SCRIPT=${OCTO_SCRIPT:-$OCTO_ROOT/launch_slurm/$OCTO_SCRIPT_NAME}
   if [ "$OCTO_KIND" = eval ]; then
     OCTO_CHECKPOINT=${OCTO_CHECKPOINT:-$OCTO_OUTPUT/${OCTO_EVAL_STAGE:-decay_long}}
     OCTO_BENCHMARKS=${OCTO_BENCHMARKS:-gsm8k,math500,olympiadbench,amc23}
     export OCTO_CHECKPOINT OCTO_BENCHMARKS
     OCTO_ARGS=()
+    OCTO_RESULTS="<checkpoint save directory>/eval/iter_NNNNNNN (or --out) for $OCTO_CHECKPOINT"
   else
     octo_overrides "$@"
+    OCTO_RESULTS="$OCTO_OUTPUT/$OCTO_STAGE (checkpoints, TensorBoard)"
   fi
   if [ -n "${SLURM_STEP_ID:-}" ] && [ "${SLURM_STEP_ID}" != batch ] && [ -n "${SLURM_STEP_NUM_TASKS:-}" ]; then
     octo_run_in_step "$@"

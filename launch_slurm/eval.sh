@@ -19,27 +19,12 @@
 #   OCTO_EVAL_ARGS="--protocol rl" OCTO_EVAL_STAGE=rl_long bash launch_slurm/eval.sh
 # Results: <checkpoint>/eval/iter_XXXXXXX/ (summary.json, results.md, TensorBoard) unless --out is given.
 # Settings: see launch_slurm/common.sh and docs/launching.md.
-set -uo pipefail
-OCTO_SCRIPT_NAME=eval.sh
-OCTO_STAGE=eval
-OCTO_KIND=eval
-OCTO_PAPER_RECIPE=
-OCTO_CPU_RECIPE=
-OCTO_INIT_STAGE=
-# Locate the checkout: OCTO_ROOT, else this file's directory (bash <script>, or a copy-free
-# sbatch), else the path Slurm recorded at submission (sbatch runs a spooled copy of the script).
-if [ -z "${OCTO_ROOT:-}" ]; then
-  _d=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-  if [ ! -f "$_d/common.sh" ] && [ -n "${SLURM_JOB_ID:-}" ]; then
-    _c=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=\([^ ]*\).*/\1/p' | head -1)
-    case "$_c" in /*) ;; *) _c=${SLURM_SUBMIT_DIR:-.}/$_c ;; esac
-    _d=$(dirname "$_c")
-    [ -f "$_d/common.sh" ] || _d=${SLURM_SUBMIT_DIR:-.}/launch_slurm
-  fi
-  OCTO_ROOT=$(cd "$_d/.." && pwd)
-fi
-[ -f "$OCTO_ROOT/launch_slurm/common.sh" ] || { echo "error: launch_slurm/common.sh not found under OCTO_ROOT=$OCTO_ROOT" >&2; exit 2; }
-OCTO_SCRIPT=${OCTO_SCRIPT:-$OCTO_ROOT/launch_slurm/$OCTO_SCRIPT_NAME}
-# shellcheck source=launch_slurm/common.sh
-source "$OCTO_ROOT/launch_slurm/common.sh"
+OCTO_SCRIPT_NAME=eval.sh OCTO_STAGE=eval OCTO_KIND=eval OCTO_INIT_STAGE=
+OCTO_PAPER_RECIPE= OCTO_CPU_RECIPE=
+# Find launch_slurm/common.sh: $OCTO_ROOT, else this file's directory, else (sbatch runs a spooled copy of this
+# file) the directory of the script Slurm recorded at submission, else $SLURM_SUBMIT_DIR/launch_slurm.
+_l=${OCTO_ROOT:-$(dirname "${BASH_SOURCE[0]}")/..}/launch_slurm
+[ -f "$_l/common.sh" ] || _l=$(cd "${SLURM_SUBMIT_DIR:-.}" && cd "$(dirname "$(scontrol show job "${SLURM_JOB_ID:-0}" \
+  2>/dev/null | sed -n 's/^ *Command=\([^ ]*\).*/\1/p')")" && [ -f common.sh ] && pwd || echo "${SLURM_SUBMIT_DIR:-.}/launch_slurm")
+source "$_l/common.sh" || { echo "error: launch_slurm/common.sh not found: set OCTO_ROOT to the checkout" >&2; exit 2; }
 octo_launch "$@"

@@ -7,10 +7,12 @@
 ``train`` loads the recipe with its overrides and runs the trainer's own validation
 (``megatron_octo.config.validate``: keys, parallel layout against the world size, tokenizer,
 mixture and dataset files), then checks that a decay stage's ``checkpoint.init_from`` (or a weights-only
-start) really holds a checkpoint. ``eval`` checks the checkpoint and the benchmark data. Exit 0 with a
-one-line summary, or exit 2 with a message naming what is wrong — in seconds, with no process
-group and no GPU touched (``--gpu yes`` on a login node assumes the compute nodes have GPUs and
-Transformer Engine; the trainer checks again there).
+start) really holds a checkpoint. ``rl`` does the same with the RL trainer's validation
+(``megatron_octo.config.validate_rl``: batch arithmetic against the data-parallel size, response-length
+stairs, prompts file) plus the tokenizer and the start checkpoint. ``eval`` checks the checkpoint and the
+benchmark data. Exit 0 with a one-line summary, or exit 2 with a message naming what is wrong — in
+seconds, with no process group and no GPU touched (``--gpu yes`` on a login node assumes the compute
+nodes have GPUs and Transformer Engine; the trainer checks again there).
 """
 
 from __future__ import annotations
@@ -96,13 +98,31 @@ def check_eval(args) -> int:
 
 
 def check_rl(args, overrides) -> int:
-    import importlib.util
+    from megatron_octo import config as cfgmod
+    from megatron_octo.rl.length_schedule import parse_stairs
+    from megatron_octo.training.checkpointing import CheckpointError, latest_checkpoint, resolve_checkpoint
 
-    if importlib.util.find_spec("megatron_octo.rl.__main__") is None and \
-            importlib.util.find_spec("megatron_octo.rl.train") is None:
-        return _fail("the RL trainer (python -m megatron_octo.rl) is not part of this checkout yet")
-    if not os.path.isfile(args.config):
-        return _fail(f"recipe file not found: {args.config}")
+    try:
+        cfg = cfgmod.load(args.config, overrides)
+        gpu, te = _have_gpu(args.gpu)
+        cfgmod.validate_rl(cfg, args.world_size, have_gpu=gpu, have_te=te)
+    except (cfgmod.ConfigError, CheckpointError) as exc:
+        return _fail(str(exc))
+    if cfgmod.tokenizer_library(cfg) != "null" and not (cfg.tokenizer.path and os.path.exists(cfg.tokenizer.path)):
+        return _fail(f"config key 'tokenizer.path': file not found: {cfg.tokenizer.path}")
+    ck, r = cfg.checkpoint, cfg.rl
+    try:
+        resume = latest_checkpoint(ck.save) if ck.save else None
+        if resume is None and ck.init_from is None:
+            return _fail(f"config key 'checkpoint.init_from': not set, and checkpoint.save={ck.save} holds no checkpoint")
+        start = resolve_checkpoint(ck.init_from) if resume is None else None
+    except CheckpointError as exc:
+        return _fail(f"config key 'checkpoint.init_from': {exc}")
+    stairs = ", ".join(f"{s}: {n}" for s, n in parse_stairs(dict(r.max_response_length)))
+    print(f"preflight ok: {args.config} | rl {r.algorithm} | world size {args.world_size} (tp {cfg.parallel.tp}, "
+          f"dp {cfgmod.data_parallel_size(cfg, args.world_size)}) | {r.steps} steps of {r.prompts_per_step} prompts "
+          f"x {r.samples_per_prompt} samples, mini-batch {r.mini_batch_prompts} | response cap {{{stairs}}} "
+          f"| save {ck.save} | {f'resuming {resume}' if resume else f'starting from {start}'}", flush=True)
     return 0
 
 

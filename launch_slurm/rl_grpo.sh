@@ -11,33 +11,24 @@
 #SBATCH --signal=B:USR1@600
 #SBATCH --open-mode=append
 #SBATCH --output=slurm-%x-%j.out
-# OctoThinker RL (GRPO on MATH8K) from a decay checkpoint, one branch per job:
-#   OCTO_BRANCH=long sbatch launch_slurm/rl_grpo.sh [a.b=c ...]
-# Starts from $OCTO_OUTPUT/decay_$OCTO_BRANCH, writes $OCTO_OUTPUT/rl_$OCTO_BRANCH.
-# UNTESTED: written against `python -m megatron_octo.rl --config recipes/octothinker/llama3.2-3b/rl_grpo.yaml`,
-# which does not exist in this checkout yet; the preflight refuses to start until it does.
+# OctoThinker RL (GRPO on MATH8K) from a decay checkpoint, one branch per job (1 node x 8 H100):
+#   OCTO_BRANCH=long sbatch launch_slurm/rl_grpo.sh [a.b=c ...]          (long | short | hybrid)
+# Starts from $OCTO_OUTPUT/decay_$OCTO_BRANCH (or OCTO_INIT_FROM), writes $OCTO_OUTPUT/rl_$OCTO_BRANCH. Recipe:
+# recipes/octothinker/llama3.2-3b/rl_grpo.yaml (the paper's GRPO settings, Long branch's response-length stairs),
+# rl_grpo_hybrid.yaml for OCTO_BRANCH=hybrid; the released script's 256 x 16 batches:
+#   OCTO_RECIPE=recipes/octothinker/llama3.2-3b/rl_grpo_256x16.yaml sbatch launch_slurm/rl_grpo.sh
+# CPU (one small node, tiny recipe):  OCTO_PROFILE=cpu bash launch_slurm/rl_grpo.sh
+# The GPU path is untested (no GPU here); the CPU profile runs on a real Slurm in tests/slurm.
+# The RL trainer does not save on SIGUSR1 yet: a job reaching its time limit resumes from the last
+# rl.save_interval checkpoint when resubmitted.
 # Settings: see launch_slurm/common.sh and docs/launching.md.
-set -uo pipefail
-OCTO_SCRIPT_NAME=rl_grpo.sh
-OCTO_STAGE=rl_${OCTO_BRANCH:-long}
-OCTO_KIND=rl
-OCTO_PAPER_RECIPE=recipes/octothinker/llama3.2-3b/rl_grpo.yaml
-OCTO_CPU_RECIPE=recipes/tiny/rl_grpo.yaml
-OCTO_INIT_STAGE=decay_${OCTO_BRANCH:-long}
-# Locate the checkout: OCTO_ROOT, else this file's directory (bash <script>, or a copy-free
-# sbatch), else the path Slurm recorded at submission (sbatch runs a spooled copy of the script).
-if [ -z "${OCTO_ROOT:-}" ]; then
-  _d=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-  if [ ! -f "$_d/common.sh" ] && [ -n "${SLURM_JOB_ID:-}" ]; then
-    _c=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=\([^ ]*\).*/\1/p' | head -1)
-    case "$_c" in /*) ;; *) _c=${SLURM_SUBMIT_DIR:-.}/$_c ;; esac
-    _d=$(dirname "$_c")
-    [ -f "$_d/common.sh" ] || _d=${SLURM_SUBMIT_DIR:-.}/launch_slurm
-  fi
-  OCTO_ROOT=$(cd "$_d/.." && pwd)
-fi
-[ -f "$OCTO_ROOT/launch_slurm/common.sh" ] || { echo "error: launch_slurm/common.sh not found under OCTO_ROOT=$OCTO_ROOT" >&2; exit 2; }
-OCTO_SCRIPT=${OCTO_SCRIPT:-$OCTO_ROOT/launch_slurm/$OCTO_SCRIPT_NAME}
-# shellcheck source=launch_slurm/common.sh
-source "$OCTO_ROOT/launch_slurm/common.sh"
+OCTO_SCRIPT_NAME=rl_grpo.sh OCTO_STAGE=rl_${OCTO_BRANCH:-long} OCTO_KIND=rl OCTO_INIT_STAGE=decay_${OCTO_BRANCH:-long}
+OCTO_PAPER_RECIPE=recipes/octothinker/llama3.2-3b/rl_grpo.yaml OCTO_CPU_RECIPE=recipes/tiny/rl_grpo.yaml
+[ "${OCTO_BRANCH:-long}" = hybrid ] && OCTO_PAPER_RECIPE=recipes/octothinker/llama3.2-3b/rl_grpo_hybrid.yaml
+# Find launch_slurm/common.sh: $OCTO_ROOT, else this file's directory, else (sbatch runs a spooled copy of this
+# file) the directory of the script Slurm recorded at submission, else $SLURM_SUBMIT_DIR/launch_slurm.
+_l=${OCTO_ROOT:-$(dirname "${BASH_SOURCE[0]}")/..}/launch_slurm
+[ -f "$_l/common.sh" ] || _l=$(cd "${SLURM_SUBMIT_DIR:-.}" && cd "$(dirname "$(scontrol show job "${SLURM_JOB_ID:-0}" \
+  2>/dev/null | sed -n 's/^ *Command=\([^ ]*\).*/\1/p')")" && [ -f common.sh ] && pwd || echo "${SLURM_SUBMIT_DIR:-.}/launch_slurm")
+source "$_l/common.sh" || { echo "error: launch_slurm/common.sh not found: set OCTO_ROOT to the checkout" >&2; exit 2; }
 octo_launch "$@"

@@ -103,8 +103,11 @@ class TrainConfig:
     eval_interval: int = 0  # steps; 0 = no validation
     eval_iters: int = 1
     log_interval: int = 1
-    # Loss policy: skip (count and drop the update) or stop (save, then exit non-zero).
+    # Loss policy: skip (count and drop the update) or stop (save, then exit non-zero). Applies to a
+    # non-finite loss or gradient norm, and to a gradient norm above grad_norm_spike_threshold.
     nan_policy: str = "stop"
+    # Pre-clipping gradient norm above which a step counts as a spike (null: no spike check).
+    grad_norm_spike_threshold: Optional[float] = None
 
 
 @dataclass
@@ -141,6 +144,11 @@ class CheckpointConfig:
     # Take only model weights from init_from (e.g. converted from Hugging Face).
     init_weights_only: bool = False
     keep_last: int = 0  # 0 keeps every checkpoint
+    # At load, check every file against the checkpoint's manifest.json: checksum (SHA-256), size, off.
+    verify: str = "checksum"
+    # Resuming, a corrupt latest checkpoint falls back to the newest intact older one (false: stop
+    # with an error naming the bad files).
+    fallback_on_corrupt: bool = False
 
 
 @dataclass
@@ -155,7 +163,9 @@ class LoggingConfig:
 class RLConfig:
     """RL stage (python -m megatron_octo.rl). Defaults: OctoThinker's GRPO on MATH8K."""
 
-    algorithm: str = "grpo"  # grpo (PPO with a critic: not yet)
+    # grpo: group-normalised outcome advantages, no critic (OctoThinker). ppo: a critic (value model,
+    # the actor's architecture and initial weights with a scalar head) and GAE advantages.
+    algorithm: str = "grpo"  # grpo | ppo
     prompts: str = "data/rl/math8k.jsonl.gz"  # JSONL(.gz) of problems with gold answers
     question_key: str = "question"
     answer_key: str = "answer"
@@ -185,12 +195,26 @@ class RLConfig:
     # A custom reward instead of the math grader: "package.module:function" (or "path/file.py:function")
     # called as fn(responses: list[str], golds: list[str]) -> list[float] (verl's custom_reward_function).
     reward_fn: Optional[str] = None
+    # reward_fn runs in a worker process, each call (all of a step's responses on a rank) under this
+    # limit in seconds; on time-out every response of the call scores reward_timeout_score (counted in
+    # fault/reward_timeouts) and the worker is restarted. 0: called in the trainer, no limit.
+    reward_timeout: float = 300.0
+    reward_timeout_score: float = 0.0
+    # Non-finite rollout log-probs (old/reference forward): skip the step's update (fault/nan_steps)
+    # or stop (save the checkpoint before the step, exit 3).
+    nan_policy: str = "skip"  # skip | stop
     val_interval: int = 0  # RL steps; 0 = no validation
     val_benchmarks: str = "math500"
     val_limit: int = 50
     val_max_new_tokens: int = 1024
     save_interval: int = 0  # RL steps; 0 = only at the end
     seed: int = 1234
+    # PPO (rl.algorithm=ppo) only; verl's critic defaults.
+    critic_lr: float = 1e-5  # constant; the critic's own megatron optimizer (optimizer.* otherwise)
+    vf_clip: float = 0.5  # value clip range around the rollout-time values (verl's cliprange_value)
+    gamma: float = 1.0  # GAE discount
+    lam: float = 1.0  # GAE lambda
+    critic_warmup_steps: int = 0  # first steps train only the critic (verl's critic_warmup)
 
 
 @dataclass
@@ -227,11 +251,17 @@ def load(recipe: Optional[str], overrides: List[str] = (), schema=Config) -> Any
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
-    if overrides:
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-        except OmegaConfBaseException as exc:
-            raise _omegaconf_error(exc, "command-line override") from None
+    try:
+        for item in overrides:
+            key, _, value = item.partition("=")
+            if value.lstrip().startswith("{"):
+                # A mapping literal replaces the key's mapping (e.g. rl.max_response_length={0: 4096}
+                # over a recipe's three stairs); merging would keep the recipe's other entries.
+                OmegaConf.update(cfg, key, OmegaConf.select(OmegaConf.from_dotlist([item]), key), merge=False)
+            else:
+                cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+    except OmegaConfBaseException as exc:
+        raise _omegaconf_error(exc, "command-line override") from None
     try:
         missing = sorted(OmegaConf.missing_keys(cfg))
     except OmegaConfBaseException as exc:
@@ -296,6 +326,8 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> 
     if tr.tokens < 0:
         _fail("train.tokens", f"must be >= 0, got {tr.tokens}")
     _one_of("train.nan_policy", tr.nan_policy, ("skip", "stop"))
+    if tr.grad_norm_spike_threshold is not None and not (tr.grad_norm_spike_threshold > 0):
+        _fail("train.grad_norm_spike_threshold", f"must be > 0 (or null), got {tr.grad_norm_spike_threshold}")
     if tr.eval_interval < 0 or tr.log_interval < 1 or tr.eval_iters < 1:
         _fail("train.eval_interval" if tr.eval_interval < 0 else
               "train.log_interval" if tr.log_interval < 1 else "train.eval_iters", "out of range")
@@ -345,6 +377,7 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> 
     ck = cfg.checkpoint
     if ck.save_interval < 0:
         _fail("checkpoint.save_interval", f"must be >= 0, got {ck.save_interval}")
+    _one_of("checkpoint.verify", ck.verify, ("checksum", "size", "off"))
     if ck.init_from is not None and not os.path.isdir(ck.init_from):
         _fail("checkpoint.init_from", f"checkpoint directory not found: {ck.init_from}")
     if ck.load is not None and not os.path.isdir(ck.load):
@@ -362,10 +395,12 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> 
 
 
 def _resume_dir(cfg) -> Optional[str]:
-    from megatron_octo.training.checkpointing import latest_checkpoint
+    from megatron_octo.training.checkpointing import TRACKER, latest_checkpoint
 
     for d in (cfg.checkpoint.load, cfg.checkpoint.save):
-        if d and latest_checkpoint(d) is not None:
+        # With checkpoint.fallback_on_corrupt an unreadable tracker is the trainer's to handle.
+        if d and (cfg.checkpoint.fallback_on_corrupt and os.path.isfile(os.path.join(d, TRACKER))
+                  or latest_checkpoint(d) is not None):
             return d
     return None
 
@@ -442,10 +477,13 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
         _fail("model.fp8", "FP8 needs Transformer Engine on a CUDA GPU; set model.fp8=null")
     dp = world_size // (par.tp * par.pp * par.cp)
     r = cfg.rl
-    _one_of("rl.algorithm", r.algorithm, ("grpo",))
+    _one_of("rl.algorithm", r.algorithm, ("grpo", "ppo"))
     _one_of("rl.template", r.template, ("orz_base", "simple"))
     _one_of("rl.kl_estimator", r.kl_estimator, ("low_var_kl", "k1", "k2"))
     _one_of("rl.reward_variant", r.reward_variant, ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty"))
+    _one_of("rl.nan_policy", r.nan_policy, ("skip", "stop"))
+    if r.reward_timeout < 0:
+        _fail("rl.reward_timeout", f"must be >= 0 (0 = no limit), got {r.reward_timeout}")
     for key in ("steps", "prompts_per_step", "samples_per_prompt", "mini_batch_prompts", "ppo_epochs",
                 "micro_batch_size", "rollout_batch_size", "max_prompt_length"):
         if getattr(r, key) < 1:
@@ -465,6 +503,16 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
         _fail("rl.clip_low" if r.clip_low < 0 else "rl.clip_high", "must be >= 0")
     if not os.path.isfile(r.prompts):
         _fail("rl.prompts", f"prompt file not found: {r.prompts}")
+    if r.algorithm == "ppo":
+        if not (r.critic_lr > 0):
+            _fail("rl.critic_lr", f"must be > 0, got {r.critic_lr}")
+        if not (r.vf_clip > 0):
+            _fail("rl.vf_clip", f"must be > 0, got {r.vf_clip}")
+        for key in ("gamma", "lam"):
+            if not (0 <= getattr(r, key) <= 1):
+                _fail(f"rl.{key}", f"must be in [0, 1], got {getattr(r, key)}")
+        if r.critic_warmup_steps < 0:
+            _fail("rl.critic_warmup_steps", f"must be >= 0, got {r.critic_warmup_steps}")
     if r.reward_fn is not None:
         from megatron_octo.rl.custom_reward import load_reward_fn
 

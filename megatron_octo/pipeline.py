@@ -40,6 +40,10 @@ from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BRANCHES = ("long", "short", "hybrid")
+# nemo-run's files under the run root. Not "nemo_run": without a container nemo-run's Slurm executor rewrites
+# every "/nemo_run" in the generated sbatch script to the job directory (its in-container run dir), which
+# doubled the paths (<out>/<out>/nemo_run/.../stable/slurm_jobs/...).
+NEMO_DIR = "nemo-run"
 PAPER = "recipes/octothinker/llama3.2-3b"
 SLURM_SCRIPTS = {"stable": "stable_200b.sh", "decay_long": "decay_long_20b.sh", "decay_short": "decay_short_20b.sh",
                  "decay_hybrid": "decay_hybrid_20b.sh", "rl": "rl_grpo.sh", "eval": "eval.sh"}
@@ -118,7 +122,10 @@ def plan(args) -> tuple[list[Stage], list[str]]:
             slurm_env=dict(env), deps=["stable"], nodes=args.decay_nodes, gpus_per_node=gpus))
         final = f"decay_{b}"
         if do_rl:
-            stages.append(Stage(f"rl_{b}", [py, "-m", "megatron_octo.rl", "--config", rl_recipe, *extra["all"], *extra["rl"],
+            # a branch's own recipe where its settings differ (paper: rl_grpo_hybrid.yaml), as launch_slurm/rl_grpo.sh
+            branch_recipe = f"{recipe_dir}/rl_grpo_{b}.yaml"
+            recipe = branch_recipe if os.path.isfile(os.path.join(ROOT, branch_recipe)) else rl_recipe
+            stages.append(Stage(f"rl_{b}", [py, "-m", "megatron_octo.rl", "--config", recipe, *extra["all"], *extra["rl"],
                                              f"checkpoint.save={out}/rl_{b}", f"checkpoint.init_from={out}/decay_{b}"],
                                 slurm_script=SLURM_SCRIPTS["rl"], slurm_args=[*extra["all"], *extra["rl"]], slurm_env=dict(env, OCTO_BRANCH=b),
                                 deps=[final], nodes=args.rl_nodes, gpus_per_node=gpus))
@@ -171,14 +178,42 @@ def build_experiment(exp, args, stages: list[Stage]) -> None:
             executor = run.LocalExecutor(env_vars=env)
             body = shlex.join(st.command)
         else:
+            # The tasks run launch_slurm/ from this checkout (shared filesystem): no code packaging
+            # (nemo-run's default git-archives HEAD per task and needs a git checkout as the cwd).
             executor = run.SlurmExecutor(
                 account=args.account, partition=args.partition, time=args.time, nodes=st.nodes,
                 ntasks_per_node=1, gpus_per_node=st.gpus_per_node or None, exclusive=st.gpus_per_node > 0 or None,
                 signal="B:USR1@600", additional_parameters={"requeue": True}, env_vars=env,
-                tunnel=run.LocalTunnel(job_dir=os.path.join(out, "nemo_run", "slurm_jobs")))
+                packager=run.Packager(), job_name_prefix="octo-",
+                tunnel=run.LocalTunnel(job_dir=os.path.join(out, NEMO_DIR, "slurm_jobs")))
             body = _slurm_body(st)
         ids[st.name] = exp.add(run.Script(inline=_guarded(st, out, body)), executor=executor, name=st.name,
                                dependencies=[ids[d] for d in st.deps if d in ids] or None)
+
+
+def _dry_run(exp, executor: str) -> None:
+    """nemo-run's dry run, printed as plain text: for Slurm each task's sbatch script exactly as it would be
+    submitted (nemo-run's own log wraps lines to the terminal width). Leaves no files behind."""
+    import shutil
+
+    exp.dryrun(log=False, delete_exp_dir=False)
+    try:
+        for job in exp.jobs:
+            ex = job.executor
+            if executor == "slurm":
+                path = os.path.join(ex.experiment_dir, f"{ex.job_name}_sbatch.sh")
+                with open(path) as f:
+                    text = f.read().rstrip("\n")
+                print(f"[pipeline] sbatch script of task {job.id} (sbatch --requeue --parsable <script>):\n{text}\n"
+                      f"[pipeline] end of sbatch script of task {job.id}", flush=True)
+            else:
+                print(f"[pipeline] task {job.id}: local process\n{job.task.inline}\n[pipeline] end of task {job.id}",
+                      flush=True)
+    finally:
+        for d in {job.executor.experiment_dir for job in exp.jobs} | {
+                getattr(getattr(job.executor, "tunnel", None), "job_dir", None) for job in exp.jobs}:
+            if d:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def main(argv=None) -> int:
@@ -220,26 +255,30 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    out = os.path.abspath(args.out)
+    if args.executor == "slurm" and any("/nemo_run" in d for d in (out, ROOT)):
+        print(f"error: nemo-run's Slurm executor rewrites every '/nemo_run' in its sbatch scripts: move --out {out} "
+              f"or the checkout {ROOT} to a path without '/nemo_run'", file=sys.stderr)
+        return 2
     stages, notes = plan(args)
     for n in notes:
         print(f"[pipeline] note: {n}", flush=True)
-    out = os.path.abspath(args.out)
     for st in stages:
         print(f"[pipeline] {st.name:<14} after {','.join(st.deps) or '-':<14} "
               f"{shlex.join(st.command) if args.executor == 'local' else _slurm_body(st)}", flush=True)
     import nemo_run as run
 
     exp = run.Experiment(args.name, executor=run.LocalExecutor(), log_level="WARN",
-                         base_dir=os.path.join(out, "nemo_run"))
+                         base_dir=os.path.join(out, NEMO_DIR))
     with exp:
         build_experiment(exp, args, stages)
         if args.dry_run:
-            exp.dryrun(log=True, delete_exp_dir=True)
+            _dry_run(exp, args.executor)
             return 0
         exp.run(sequential=False, detach=False, tail_logs=False)
     failed = [st.name for st in stages if not os.path.exists(os.path.join(out, ".stages", st.name + ".ok"))]
     if failed:
-        print(f"[pipeline] failed or not run: {', '.join(failed)} (logs: {out}/nemo_run)", file=sys.stderr)
+        print(f"[pipeline] failed or not run: {', '.join(failed)} (logs: {out}/{NEMO_DIR})", file=sys.stderr)
         return 1
     print(f"[pipeline] all {len(stages)} tasks succeeded; outputs under {out}", flush=True)
     return 0

@@ -2,8 +2,10 @@
 
     torchrun --nproc-per-node N -m megatron_octo.train --config recipes/tiny/stable.yaml [a.b=c ...]
 
-Exit codes: 0 done; 2 bad config/input (nothing started); 3 stopped on a non-finite loss;
-75 saved after SIGTERM/SIGUSR1 (requeue and it resumes).
+Exit codes: 0 done; 2 bad config/input, or a corrupt/unsafe checkpoint (nothing trained); 3 stopped on
+a non-finite loss/grad or a grad-norm spike (train.nan_policy=stop; saved first); 4 a checkpoint could
+not be written (disk full, I/O error: the previous checkpoint and the tracker are unchanged); 75 saved
+after SIGTERM/SIGUSR1 (requeue and it resumes).
 """
 
 from __future__ import annotations
@@ -41,12 +43,16 @@ def main(argv=None) -> int:
         return 0
 
     from megatron_octo.runtime import distributed as rt
-    from megatron_octo.training.trainer import Trainer
+    from megatron_octo.training.integrity import CheckpointSaveError
+    from megatron_octo.training.trainer import EXIT_SAVE_FAILED, Trainer
 
     trainer = Trainer(cfg)
     try:
         trainer.setup()
         result = trainer.train()
+    except CheckpointSaveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SAVE_FAILED
     except (cfgmod.ConfigError, CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -54,16 +54,16 @@ def run(cmd: list[str], timeout: float, cwd=None, env=None) -> subprocess.Comple
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def train_cmd(config: str, overrides: list[str], nproc: int = 1) -> list[str]:
+def train_cmd(config: str, overrides: list[str], nproc: int = 1, module: str = "megatron_octo.train") -> list[str]:
     if nproc == 1:
-        return [sys.executable, "-m", "megatron_octo.train", "--config", config, *overrides]
+        return [sys.executable, "-m", module, "--config", config, *overrides]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "megatron_octo.train", "--config", config, *overrides]
+            "-m", module, "--config", config, *overrides]
 
 
 def run_train(config: str, overrides: list[str], nproc: int = 1, timeout: float = 240,
-              expect_rc: int = 0) -> subprocess.CompletedProcess:
-    res = run(train_cmd(config, overrides, nproc), timeout=timeout)
+              expect_rc: int = 0, module: str = "megatron_octo.train") -> subprocess.CompletedProcess:
+    res = run(train_cmd(config, overrides, nproc, module=module), timeout=timeout)
     if res.returncode != expect_rc:
         raise AssertionError(f"exit {res.returncode} (expected {expect_rc}) for {' '.join(res.args)}\n"
                              f"--- stdout\n{res.stdout[-4000:]}\n--- stderr\n{res.stderr[-6000:]}")
@@ -111,3 +111,21 @@ def read_metrics(logdir) -> list[dict]:
 
     with open(os.path.join(str(logdir), "metrics.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def checkpoint_tensors(ckpt_dir, prefixes: tuple = ("",)) -> dict:
+    """Every global tensor of a dist checkpoint whose key starts with one of ``prefixes``, whatever
+    the parallel layout it was saved at."""
+    from megatron_octo.models.hf_io import DistCheckpointReader
+
+    reader = DistCheckpointReader(str(ckpt_dir))
+    return {k: reader.read(k) for k in reader.tensor_keys() if k.startswith(prefixes)}
+
+
+def tiny_rl_overrides(init_from) -> list[str]:
+    """A tiny RL run from a tiny checkpoint: 4 prompts x 4 samples of <= 24 tokens, 2 mini-batches, and a
+    dense test reward (digit share) so an untrained model's samples score differently."""
+    return ["model.preset=tiny", f"checkpoint.init_from={init_from}",
+            f"rl.reward_fn={ROOT}/tests/scripts/rl_test_reward.py:digit_share", "rl.val_interval=0",
+            "rl.max_response_length={0: 24}", "rl.lr=1e-3", "rl.prompts_per_step=4", "rl.samples_per_prompt=4",
+            "rl.mini_batch_prompts=2"]

@@ -195,7 +195,8 @@ def load_benchmark(
     """Load a registered benchmark by name, or any JSONL(.gz) file with a field mapping.
 
     ``fields`` overrides the registered mapping key by key (for a plain path it must name at
-    least ``question`` and ``answer``). ``limit`` keeps the first N examples. Raises
+    least ``question`` and ``answer``; without it a plain path reads the keys ``question`` and
+    ``answer``). ``limit`` keeps the first N examples. Raises
     :class:`BenchmarkError` naming the file (and line and key) on any problem.
     """
     path, spec = _resolve(name_or_path, root)
@@ -208,6 +209,9 @@ def load_benchmark(
             base["multiple"] = spec.multiple
         base.update(mapping)
         mapping = base
+    elif not mapping:
+        # A plain JSONL without a mapping: the common question/answer keys.
+        mapping = {"question": "question", "answer": "answer"}
     missing = [k for k in ("question", "answer") if k not in mapping]
     if missing:
         raise BenchmarkError(f"{path}: field mapping must name {missing} (e.g. fields='question=problem,answer=answer')")

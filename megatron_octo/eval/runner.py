@@ -11,18 +11,75 @@ Sampled decoding (``--n`` > 1) reports mean@n and unbiased pass@k.
 Writes ``<out>/<benchmark>.jsonl`` (prompt, response, extracted answer, gold, correct per sample),
 ``<out>/summary.json``, ``<out>/results.md`` and TensorBoard scalars ``eval/<benchmark>/...``
 under ``<out>/tensorboard`` at the checkpoint's iteration.
+
+Exit codes: 0 done; 2 bad arguments, benchmark or checkpoint; 75 stopped by SIGTERM/SIGUSR1: the
+benchmarks finished before the signal have complete ``.jsonl`` files, nothing else is written (no
+summary, no partial file); run it again to evaluate.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import json
 import os
+import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
+
+EXIT_SIGNALLED = 75  # stopped by SIGTERM/SIGUSR1 (EX_TEMPFAIL: run again)
+
+
+class EvalInterrupted(Exception):
+    """SIGTERM/SIGUSR1 arrived; raised in the main thread from the signal handler."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.out_dir: Optional[str] = None
+        self.done: list = []
+        self.pending: list = []
+
+
+@dataclass
+class _Signals:
+    """Turns SIGTERM/SIGUSR1 into :class:`EvalInterrupted`, held back while output files are written."""
+
+    deferring: bool = False
+    pending: Optional[int] = None
+    previous: dict = field(default_factory=dict)
+
+    def install(self) -> "_Signals":
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            with contextlib.suppress(ValueError):  # not the main thread
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.deferring:
+            self.pending = signum
+            return
+        raise EvalInterrupted(signum)
+
+    @contextlib.contextmanager
+    def writing(self, final: bool = False):
+        """Files written inside are complete; a signal meanwhile is raised afterwards (unless ``final``:
+        then the run is complete and the signal changes nothing)."""
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.pending is not None and not final:
+            raise EvalInterrupted(self.pending)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -89,14 +146,12 @@ def _load_sets(args):
     return sets
 
 
-def evaluate(args) -> int:
-    from megatron_octo.eval import passk
-    from megatron_octo.eval.grader import grade_detailed
-    from megatron_octo.eval.prompts import get_protocol
-    from megatron_octo.generation import Generator, SamplingConfig
+def evaluate(args, signals: Optional[_Signals] = None) -> int:
+    from megatron_octo.generation import Generator
     from megatron_octo.models.from_checkpoint import load_for_inference
     from megatron_octo.runtime import distributed as rt
 
+    signals = signals or _Signals()
     _check_args(args)
     sets = _load_sets(args)  # bad benchmark names/files fail here, before any model is built
     loaded = load_for_inference(args.checkpoint, [f"parallel.tp={args.tp}", f"parallel.pp={args.pp}"])
@@ -108,10 +163,34 @@ def evaluate(args) -> int:
                     max_batch_size=args.batch_size, seed=args.seed)
     iteration = loaded.state.iteration
     out_dir = args.out or os.path.join(os.path.dirname(loaded.checkpoint), "eval", f"iter_{iteration:07d}")
-    ks = sorted({int(k) for k in args.pass_k.split(",") if k})
     results: list[BenchResult] = []
     t0 = time.perf_counter()
-    for name, protocol_name, examples in sets:
+    try:
+        _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0)
+    except EvalInterrupted as exc:
+        exc.out_dir, exc.done = out_dir, [r.name for r in results]
+        exc.pending = [name for name, _, _ in sets if name not in exc.done]
+        for tmp in glob.glob(os.path.join(out_dir, ".*.tmp")) if rank0 else ():
+            os.remove(tmp)
+        raise
+    if rank0:
+        with signals.writing(final=True):
+            _write_reports(out_dir, results, loaded, args, iteration)
+        print(f"[eval] wrote {out_dir}/summary.json, results.md and per-sample JSONL", flush=True)
+    rt.shutdown()
+    return 0
+
+
+def _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0) -> None:
+    from megatron_octo.eval import passk
+    from megatron_octo.eval.grader import grade_detailed
+    from megatron_octo.eval.prompts import get_protocol
+    from megatron_octo.generation import SamplingConfig
+    from megatron_octo.runtime import faults
+
+    ks = sorted({int(k) for k in args.pass_k.split(",") if k})
+    for index, (name, protocol_name, examples) in enumerate(sets, start=1):
+        faults.hit("eval:generate", index)  # OCTO_FAULT_INJECT (tests only; inert otherwise)
         proto = get_protocol(protocol_name)
         prompts = [proto.build(ex.question) for ex in examples]
         sc = SamplingConfig(max_new_tokens=args.max_new_tokens or proto.max_new_tokens,
@@ -126,28 +205,24 @@ def evaluate(args) -> int:
         correct = [[verdicts[i * args.n + j].correct for j in range(args.n)] for i in range(len(examples))]
         os.makedirs(out_dir, exist_ok=True)
         tmp = os.path.join(out_dir, f".{name}.jsonl.tmp")
-        with open(tmp, "w") as f:
-            for i, ex in enumerate(examples):
-                for j in range(args.n):
-                    g, v = flat[i * args.n + j], verdicts[i * args.n + j]
-                    f.write(json.dumps({"id": ex.id, "sample": j, "prompt": prompts[i], "response": g.text,
-                                        "extracted": v.extracted, "gold": ex.answer, "correct": v.correct,
-                                        "finish_reason": g.finish_reason, "response_tokens": len(g.tokens),
-                                        "grade_timed_out": v.timed_out}) + "\n")
-        os.replace(tmp, os.path.join(out_dir, f"{name}.jsonl"))
-        results.append(BenchResult(
-            name=name, protocol=protocol_name, num_examples=len(examples),
-            accuracy=passk.mean_at_n(correct),
-            pass_at_k={f"pass@{k}": passk.pass_at_k(correct, k) for k in ks},
-            mean_response_tokens=sum(len(g.tokens) for g in flat) / max(len(flat), 1),
-            truncated=sum(g.finish_reason == "length" for g in flat) / max(len(flat), 1)))
+        with signals.writing():  # a signal now is raised once the file is complete and counted
+            with open(tmp, "w") as f:
+                for i, ex in enumerate(examples):
+                    for j in range(args.n):
+                        g, v = flat[i * args.n + j], verdicts[i * args.n + j]
+                        f.write(json.dumps({"id": ex.id, "sample": j, "prompt": prompts[i], "response": g.text,
+                                            "extracted": v.extracted, "gold": ex.answer, "correct": v.correct,
+                                            "finish_reason": g.finish_reason, "response_tokens": len(g.tokens),
+                                            "grade_timed_out": v.timed_out}) + "\n")
+            os.replace(tmp, os.path.join(out_dir, f"{name}.jsonl"))
+            results.append(BenchResult(
+                name=name, protocol=protocol_name, num_examples=len(examples),
+                accuracy=passk.mean_at_n(correct),
+                pass_at_k={f"pass@{k}": passk.pass_at_k(correct, k) for k in ks},
+                mean_response_tokens=sum(len(g.tokens) for g in flat) / max(len(flat), 1),
+                truncated=sum(g.finish_reason == "length" for g in flat) / max(len(flat), 1)))
         print(f"[eval] {name} ({protocol_name}, {len(examples)} problems): accuracy {results[-1].accuracy:.4f} "
               f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    if rank0:
-        _write_reports(out_dir, results, loaded, args, iteration)
-        print(f"[eval] wrote {out_dir}/summary.json, results.md and per-sample JSONL", flush=True)
-    rt.shutdown()
-    return 0
 
 
 def _write_reports(out_dir, results, loaded, args, iteration) -> None:
@@ -169,8 +244,9 @@ def _write_reports(out_dir, results, loaded, args, iteration) -> None:
         lines.append(f"| {r.name} | {r.protocol} | {r.num_examples} | {100 * r.accuracy:.1f} | "
                      + " | ".join(f"{100 * v:.1f}" for v in r.pass_at_k.values())
                      + f" | {r.mean_response_tokens:.1f} | {100 * r.truncated:.1f}% |")
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
+    with open(os.path.join(out_dir, ".results.md.tmp"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    os.replace(os.path.join(out_dir, ".results.md.tmp"), os.path.join(out_dir, "results.md"))
     tb = SummaryWriter(os.path.join(out_dir, "tensorboard"))
     for r in results:
         tb.add_scalar(f"eval/{r.name}/accuracy", r.accuracy, iteration)
@@ -189,11 +265,21 @@ def main(argv=None) -> int:
     from megatron_octo.eval.benchmarks import BenchmarkError
     from megatron_octo.training.checkpointing import CheckpointError
 
+    signals = _Signals().install()
     try:
-        return evaluate(args)
+        return evaluate(args, signals)
+    except EvalInterrupted as exc:
+        where = (f"; finished benchmarks with complete files in {exc.out_dir}: {', '.join(exc.done) or 'none'}; "
+                 f"not evaluated: {', '.join(exc.pending)}" if exc.out_dir else " before any benchmark started")
+        print(f"[eval] stopped by {signal.Signals(exc.signum).name}{where}. No summary.json or results.md was "
+              f"written and no partial file is left. Exiting with {EXIT_SIGNALLED}; run it again to evaluate.",
+              file=sys.stderr, flush=True)
+        return EXIT_SIGNALLED
     except (BenchmarkError, CheckpointError, ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        signals.restore()
 
 
 if __name__ == "__main__":

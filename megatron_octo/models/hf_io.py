@@ -102,12 +102,16 @@ def _planner_class():
 class DistCheckpointReader:
     """Global tensors (or one layer of them) of a megatron dist checkpoint, read by key."""
 
-    def __init__(self, ckpt_dir: str):
+    def __init__(self, ckpt_dir: str, verify: str = "checksum"):
         import torch.distributed.checkpoint as dcp
+
+        from megatron_octo.training import integrity
 
         self.dir = ckpt_dir
         self._dcp = dcp
-        self.metadata = dcp.FileSystemReader(ckpt_dir).read_metadata()
+        integrity.verify(ckpt_dir, verify)  # the manifest: truncated or altered files are named
+        # Tensors are read as raw bytes; the only pickle, the metadata, is read with an allowlist.
+        self.metadata = integrity.read_dcp_metadata(ckpt_dir)
         self._planner = _planner_class()
         metadata = self.metadata
 

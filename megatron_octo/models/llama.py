@@ -64,6 +64,12 @@ PRESETS: dict[str, LlamaArchitecture] = {
         num_layers=6, hidden_size=256, ffn_hidden_size=704, num_attention_heads=4,
         num_query_groups=2, vocab_size=8192, max_position_embeddings=4096,
         rotary_base=500000, rope_scaling_factor=0.0, tie_embeddings=True),
+    # The demo's model (~1.6M parameters with its 2K-vocabulary tokenizer): small enough for
+    # hundreds of steps in minutes on 2 CPU cores, which is what learning the synthetic task takes.
+    "cpu-demo": LlamaArchitecture(
+        num_layers=4, hidden_size=192, ffn_hidden_size=512, num_attention_heads=4,
+        num_query_groups=2, vocab_size=2048, max_position_embeddings=4096,
+        rotary_base=500000, rope_scaling_factor=0.0, tie_embeddings=True),
     "cpu-40m": LlamaArchitecture(
         num_layers=10, hidden_size=512, ffn_hidden_size=1408, num_attention_heads=8,
         num_query_groups=4, vocab_size=8192, max_position_embeddings=4096,
@@ -198,6 +204,10 @@ def layer_spec(model_cfg):
         # GPU-only path (Transformer Engine layers, FP8 per config.fp8 / fp8_recipe).
         return get_gpt_layer_with_transformer_engine_spec()
     spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+    from megatron_octo.models.cached_rope_attention import CachedRopeSelfAttention
+
+    # Same module and parameters as megatron's; static-batch decoding rotates each key once.
+    spec.submodules.self_attention.module = CachedRopeSelfAttention
     if model_cfg.local_attention == "sdpa":
         from megatron_octo.models.sdpa_attention import SDPAttention
 

@@ -1,9 +1,10 @@
-"""RL entry point (GRPO):
+"""RL entry point (GRPO, or PPO with a critic: rl.algorithm=ppo, recipes/tiny/rl_ppo.yaml):
 
     torchrun --nproc-per-node N -m megatron_octo.rl --config recipes/tiny/rl_grpo.yaml [a.b=c ...]
 
 Starts from checkpoint.init_from (a stable, decay or converted checkpoint; weights only) or resumes
-checkpoint.save. Exit codes: 0 done, 2 bad config/input.
+checkpoint.save. Exit codes: 0 done, 2 bad config/input, 3 stopped on non-finite rollout log-probs
+(rl.nan_policy=stop), 75 checkpoint saved after SIGTERM/SIGUSR1 (requeue and it resumes).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main(argv=None) -> int:
         trainer = RLTrainer(cfg)
         trainer.setup()
         trainer.train()
+        return trainer.exit_code
     except (cfgmod.ConfigError, CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -41,7 +43,6 @@ def main(argv=None) -> int:
             rt.shutdown()
         except Exception:  # a peer may be gone already; the exit code says what happened
             pass
-    return 0
 
 
 if __name__ == "__main__":

@@ -66,9 +66,15 @@ def outcome_to_last_token(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Te
     return out
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Normalise over the masked entries (PPO's advantage whitening)."""
-    m = mask.float()
-    mean = (values * m).sum() / m.sum().clamp(min=1)
-    var = (((values - mean) ** 2) * m).sum() / m.sum().clamp(min=1)
-    return (values - mean) * torch.rsqrt(var + eps) * m
+def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8, group=None) -> torch.Tensor:
+    """Normalise over the masked entries, 0 elsewhere (PPO's advantage whitening; verl's
+    masked_whiten: unbiased variance). With a process ``group``, over the entries of all its ranks."""
+    m = mask.double()
+    x = values.double()
+    sums = torch.stack([(x * m).sum(), (x.square() * m).sum(), m.sum()])
+    if group is not None and torch.distributed.get_world_size(group) > 1:
+        torch.distributed.all_reduce(sums, group=group)
+    total, total_sq, n = sums.unbind()
+    mean = total / n.clamp(min=1)
+    var = (total_sq - n * mean.square()).clamp(min=0) / (n - 1).clamp(min=1)
+    return ((x - mean) * torch.rsqrt(var + eps) * m).to(values.dtype)

@@ -1,8 +1,8 @@
 """Per-token log-probabilities and entropy from vocab-parallel logits (any TP).
 
 The model's logits are split over the vocabulary across tensor-parallel ranks; log-softmax and
-entropy need the full vocabulary, so the reductions go through megatron's TP collectives
-(``vocab_parallel_cross_entropy``, and differentiable all-reduces for the entropy).
+entropy need the full vocabulary, so the reductions go through TP all-reduces (inside
+:class:`_TokenLogProbs` for the log-probs, differentiable all-reduces for the entropy).
 """
 
 from __future__ import annotations
@@ -11,16 +11,66 @@ import torch
 import torch.distributed as dist
 
 
+def _tp():
+    """(group, rank, size) of tensor parallelism; (None, 0, 1) before megatron is initialised."""
+    from megatron.core import parallel_state as ps
+
+    if not ps.model_parallel_is_initialized() or ps.get_tensor_model_parallel_world_size() == 1:
+        return None, 0, 1
+    return (ps.get_tensor_model_parallel_group(), ps.get_tensor_model_parallel_rank(),
+            ps.get_tensor_model_parallel_world_size())
+
+
+class _TokenLogProbs(torch.autograd.Function):
+    """log softmax(x / T)[label] over the vocabulary split across TP ranks, without copying ``x``.
+
+    Forward: one fused ``logsumexp`` pass per shard (combined over TP as ``M + log sum exp(lse_r -
+    M)``) and a gather of the label's logit (summed over TP; zero on ranks that do not hold it).
+    Backward: ``g * (onehot(label) - softmax(x / T)) / T`` on this rank's shard, the only full-size
+    allocation. megatron's ``vocab_parallel_cross_entropy`` computes the same value but overwrites
+    its input, so the old path had to clone and transpose the logits first.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, temperature):
+        group, rank, size = _tp()
+        part = logits.shape[-1]
+        start = rank * part
+        local = labels - start
+        outside = (local < 0) | (local >= part)
+        local = local.masked_fill(outside, 0)
+        scaled = logits if temperature == 1.0 else logits / temperature
+        lse = torch.logsumexp(scaled, dim=-1)
+        picked = scaled.gather(-1, local.unsqueeze(-1)).squeeze(-1).masked_fill(outside, 0.0)
+        del scaled
+        if group is not None:
+            m = lse.clone()
+            dist.all_reduce(m, op=dist.ReduceOp.MAX, group=group)
+            s = torch.exp(lse - m)
+            dist.all_reduce(s, op=dist.ReduceOp.SUM, group=group)
+            lse = m + torch.log(s)
+            dist.all_reduce(picked, op=dist.ReduceOp.SUM, group=group)
+        ctx.save_for_backward(logits, lse, local, outside)
+        ctx.temperature = temperature
+        return picked - lse
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, lse, local, outside = ctx.saved_tensors
+        t = ctx.temperature
+        g = grad if t == 1.0 else grad / t
+        out = torch.sub(logits, lse.unsqueeze(-1) * t)  # = T * (x / T - lse)
+        if t != 1.0:
+            out.div_(t)
+        out.exp_().mul_(-g.unsqueeze(-1))
+        out.scatter_add_(-1, local.unsqueeze(-1), g.masked_fill(outside, 0.0).unsqueeze(-1))
+        return out, None, None
+
+
 def token_log_probs(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log p(labels) under softmax(logits / temperature). ``logits``: ``[b, s, V/tp]``; ``labels``: ``[b, s]``."""
-    from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
-
-    scaled = logits.float() / temperature if temperature != 1.0 else logits.float()
-    # megatron's kernel works on [s, b, v] and overwrites its input (max subtraction and exp in
-    # place), so it gets its own copy; it returns the NLL of the label, reduced over TP.
-    nll = vocab_parallel_cross_entropy(scaled.transpose(0, 1).clone(memory_format=torch.contiguous_format),
-                                       labels.transpose(0, 1).contiguous())
-    return -nll.transpose(0, 1)
+    x = logits if logits.dtype == torch.float32 else logits.float()
+    return _TokenLogProbs.apply(x, labels, float(temperature))
 
 
 def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -56,7 +56,9 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
                clip: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped value loss 0.5 * max((v - R)^2, (clip(v, v_old +- c) - R)^2), token-mean; and the
     fraction of tokens where the clipped term was chosen."""
-    clipped_v = old_values + torch.clamp(values - old_values, -clip, clip)
+    # clamp(v, v_old - c, v_old + c) (verl's clip_by_value), not v_old + clamp(v - v_old): inside the
+    # range it returns v itself, so rounding never counts an unclipped token as clipped.
+    clipped_v = torch.clamp(values, old_values - clip, old_values + clip)
     a = (values - returns).square()
     b = (clipped_v - returns).square()
     loss = 0.5 * masked_mean(torch.maximum(a, b), mask)

@@ -63,11 +63,14 @@ class MetricsWriter:
             # TensorBoard keeps float32; metrics.jsonl keeps every logged value at full precision.
             self.jsonl = open(os.path.join(log_dir, "metrics.jsonl"), "a")
 
-    def scalars(self, values: dict, iteration: int, tokens: int, vs_tokens=("lm loss", "learning-rate")):
+    def scalars(self, values: dict, iteration: int, tokens: int, vs_tokens=("lm loss", "learning-rate"),
+                extra: Optional[dict] = None):
+        """``extra``: values for metrics.jsonl only (not TensorBoard scalars)."""
         if self.tb is None:
             return
         record = {"iteration": iteration, "tokens": tokens}
         record.update({k: float(v) for k, v in values.items() if v is not None})
+        record.update(extra or {})
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         for name, value in values.items():

@@ -18,7 +18,9 @@ class ModelAndOptimizer:
     config: object  # the model's TransformerConfig
 
 
-def build_model_and_optimizer(cfg, arch, *, lr: float, min_lr: float = 0.0) -> ModelAndOptimizer:
+def build_model_and_optimizer(cfg, arch, *, lr: float, min_lr: float = 0.0, model=None) -> ModelAndOptimizer:
+    """``model``: an already built module of this rank's stage (e.g. the RL critic) instead of the
+    Llama GPTModel of ``arch``."""
     from megatron.core import parallel_state as ps
     from megatron.core.distributed import (DistributedDataParallel, DistributedDataParallelConfig,
                                            finalize_model_grads)
@@ -28,8 +30,9 @@ def build_model_and_optimizer(cfg, arch, *, lr: float, min_lr: float = 0.0) -> M
 
     gpu = torch.cuda.is_available()
     par = cfg.parallel
-    model = llama.build_gpt_model(cfg, arch, pre_process=ps.is_pipeline_first_stage(),
-                                  post_process=ps.is_pipeline_last_stage())
+    if model is None:
+        model = llama.build_gpt_model(cfg, arch, pre_process=ps.is_pipeline_first_stage(),
+                                      post_process=ps.is_pipeline_last_stage())
     if gpu:
         model.cuda(torch.cuda.current_device())
     # Overlap pays on GPUs with NCCL; on CPU/gloo it only adds hooks.

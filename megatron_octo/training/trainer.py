@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import time
+import zlib
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Optional
@@ -22,14 +23,17 @@ from megatron_octo import config as cfgmod
 from megatron_octo.data import gpt_data
 from megatron_octo.models import llama
 from megatron_octo.runtime import distributed as rt
+from megatron_octo.runtime import faults
 from megatron_octo.schedule import ScheduleState, build_scheduler, current_lr
 from megatron_octo.training import checkpointing as ckpt
+from megatron_octo.training import integrity
 from megatron_octo.training.model_setup import build_model_and_optimizer
 from megatron_octo.training.metrics import (MetricsWriter, format_line, memory_gb,
                                              peak_flops_per_device)
 
 EXIT_SIGNALLED = 75  # saved after SIGTERM/SIGUSR1: the job should be requeued (EX_TEMPFAIL)
-EXIT_NAN = 3  # stopped on a non-finite loss/grad under nan_policy=stop
+EXIT_NAN = 3  # stopped on a non-finite loss/grad or a grad-norm spike under nan_policy=stop
+EXIT_SAVE_FAILED = 4  # a checkpoint could not be written (disk full, I/O); the previous one is intact
 
 
 @dataclass
@@ -72,15 +76,36 @@ class _SignalFlag:
             signal.signal(sig, handler)
 
 
-def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+class _DigestIterator:
+    """The training micro-batches, with a CRC-32 of their tokens since the last :meth:`take`: logged
+    per step, it shows which data each step consumed (equal runs consumed equal data)."""
+
+    def __init__(self, it):
+        self.it, self.crc = it, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self.it)
+        self.crc = zlib.crc32(batch["tokens"].numpy().tobytes(), self.crc)
+        return batch
+
+    def take(self) -> int:
+        crc, self.crc = self.crc, 0
+        return crc
+
+
+def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor, fault: Optional[str] = None):
     losses = output_tensor.float()
     mask = loss_mask.view(-1).float()
     loss = torch.sum(losses.view(-1) * mask) / mask.sum().clamp(min=1.0)
+    loss = faults.apply_loss_fault(loss, fault)  # OCTO_FAULT_INJECT=step:N=nan|inf|spike (tests only)
     # clone: megatron's schedule divides the returned loss in place by the number of micro-batches.
     return loss, {"lm loss": loss.detach().clone()}
 
 
-def _forward_step(data_iterator, model):
+def _forward_step(data_iterator, model, loss_fault: Optional[str] = None):
     from megatron.core import parallel_state as ps
 
     batch = next(data_iterator)
@@ -100,7 +125,14 @@ def _forward_step(data_iterator, model):
         tokens, labels, loss_mask, position_ids = cp["tokens"], cp["labels"], cp["loss_mask"], cp["position_ids"]
         attention_mask = cp["attention_mask"]
     output = model(tokens, position_ids, attention_mask, labels=labels)
-    return output, partial(_loss_func, loss_mask)
+    return output, partial(_loss_func, loss_mask, fault=loss_fault)
+
+
+def _any_rank(flag: bool) -> bool:
+    t = torch.tensor([1.0 if flag else 0.0], device="cuda" if torch.cuda.is_available() else "cpu")
+    if dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def _mean_over_dp(values: list[torch.Tensor]) -> float:
@@ -129,6 +161,7 @@ class Trainer:
         le = rt.launch_env()
         # Everything checkable is checked before a process group exists.
         cfgmod.validate(cfg, le.world_size, have_gpu=gpu, have_te=llama.transformer_engine_available())
+        faults.plan()  # a malformed OCTO_FAULT_INJECT fails here, naming the variable
         self.launch = rt.initialize(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.cp, seed=cfg.train.seed)
         self.world = dist.get_world_size()
         self.dp = cfgmod.data_parallel_size(cfg, self.world)
@@ -164,19 +197,18 @@ class Trainer:
 
     def _layout(self) -> dict:
         p = self.cfg.parallel
-        return {"tp": p.tp, "pp": p.pp, "cp": p.cp, "dp": self.dp, "world_size": self.world}
+        return {"tp": p.tp, "pp": p.pp, "cp": p.cp, "dp": self.dp, "world_size": self.world,
+                "distributed_optimizer": bool(p.use_distributed_optimizer)}
 
     def _restore(self):
         """Resume this stage, or start it (from scratch or from another run's checkpoint)."""
         cfg = self.cfg
         budget = cfg.train.tokens
-        resume_dir = None
-        for d in (cfg.checkpoint.load, cfg.checkpoint.save):
-            if d and ckpt.latest_checkpoint(d) is not None:
-                resume_dir = ckpt.latest_checkpoint(d)
-                break
+        self._saved = (None, None)  # (iteration, path) of the save directory's newest checkpoint
+        st, resume_dir = self._load_latest()
         if resume_dir is not None:
-            st = ckpt.load(resume_dir, self.model, self.optimizer, with_optimizer=True, layout=self._layout())
+            if cfg.checkpoint.save and os.path.realpath(os.path.dirname(resume_dir)) == os.path.realpath(cfg.checkpoint.save):
+                self._saved = (st.iteration, resume_dir)
             if st.stage != cfg.schedule.stage:
                 raise ckpt.CheckpointError(
                     f"{resume_dir}: is a '{st.stage}' checkpoint but schedule.stage={cfg.schedule.stage}; "
@@ -188,7 +220,8 @@ class Trainer:
         elif cfg.checkpoint.init_from is not None:
             src = ckpt.resolve_checkpoint(cfg.checkpoint.init_from)
             weights_only = cfg.checkpoint.init_weights_only
-            st = ckpt.load(src, self.model, self.optimizer, with_optimizer=not weights_only, layout=self._layout())
+            st = ckpt.load(src, self.model, self.optimizer, with_optimizer=not weights_only, layout=self._layout(),
+                           verify=cfg.checkpoint.verify)
             prev = ScheduleState.from_dict(st.schedule) if st.schedule else None
             # A new stage: its own data position from 0; global iteration and tokens continue.
             self.state = ckpt.TrainerState(iteration=st.iteration, tokens=st.tokens, stage=cfg.schedule.stage,
@@ -212,6 +245,32 @@ class Trainer:
         self.sched_start = (start_tokens, start_lr if start_lr is not None else cfg.schedule.lr)
         self.total_steps = -(-budget // self.tps)
 
+    def _load_latest(self):
+        """(state, path) of the newest checkpoint of checkpoint.load (else .save) that verifies;
+        with checkpoint.fallback_on_corrupt an older one when the newest is corrupt. (None, None)
+        when there is nothing to resume."""
+        ck = self.cfg.checkpoint
+        candidates = []
+        for d in (ck.load, ck.save):
+            candidates = integrity.resume_candidates(d, ck.fallback_on_corrupt) if d else []
+            if candidates:
+                break
+        for path in candidates:
+            try:
+                return ckpt.load(path, self.model, self.optimizer, with_optimizer=True, layout=self._layout(),
+                                 verify=ck.verify), path
+            except integrity.CorruptCheckpointError as exc:
+                if not ck.fallback_on_corrupt:
+                    raise integrity.CorruptCheckpointError(
+                        f"{exc}\nset checkpoint.fallback_on_corrupt=true to resume from the newest intact older "
+                        "checkpoint instead") from None
+                if self.is_log_rank:
+                    print(f"[megatron-octo] {exc}\n[megatron-octo] falling back to an older checkpoint", flush=True)
+        if candidates:
+            raise integrity.CorruptCheckpointError(
+                f"no intact checkpoint to resume from (tried {', '.join(candidates)})")
+        return None, None
+
     # ----- loop ---------------------------------------------------------------------------
     def _schedule_state(self) -> dict:
         return ScheduleState(stage=self.cfg.schedule.stage, start_tokens=self.sched_start[0],
@@ -221,10 +280,14 @@ class Trainer:
     def save(self) -> Optional[str]:
         if not self.cfg.checkpoint.save:
             return None
+        if self._saved[0] == self.state.iteration:
+            return self._saved[1]  # e.g. a signal right after a periodic save: never rewrite a good one
         self.state.schedule = self._schedule_state()
         self.state.layout = self._layout()
-        return ckpt.save(self.cfg.checkpoint.save, self.model, self.optimizer, self.state, self.config_yaml,
+        path = ckpt.save(self.cfg.checkpoint.save, self.model, self.optimizer, self.state, self.config_yaml,
                          keep_last=self.cfg.checkpoint.keep_last)
+        self._saved = (self.state.iteration, path)
+        return path
 
     def _build_data(self):
         cfg = self.cfg
@@ -262,7 +325,7 @@ class Trainer:
 
         cfg = self.cfg
         self._build_data()
-        data_iter = self._train_iter()
+        data_iter = _DigestIterator(self._train_iter())
         fwd_bwd = get_forward_backward_func()
         sig = _SignalFlag()
         result = TrainResult(iterations=self.state.iteration, tokens=self.state.tokens,
@@ -279,24 +342,27 @@ class Trainer:
         log_t0, log_steps = time.perf_counter(), 0
         save_every = cfg.checkpoint.save_interval
         while self.state.stage_iteration < self.total_steps:
+            step_no = self.state.iteration + 1
+            faults.hit("step", step_no)  # OCTO_FAULT_INJECT (tests only; inert otherwise)
+            loss_fault = faults.loss_fault(step_no)
             lr = current_lr(self.scheduler)
             self.model.zero_grad_buffer()
             self.optimizer.zero_grad()
-            out = fwd_bwd(forward_step_func=_forward_step, data_iterator=data_iter, model=[self.model],
+            out = fwd_bwd(forward_step_func=partial(_forward_step, loss_fault=loss_fault) if loss_fault else _forward_step,
+                          data_iterator=data_iter, model=[self.model],
                           num_microbatches=self.num_micro, seq_length=cfg.model.seq_length,
                           micro_batch_size=cfg.train.micro_batch_size, forward_only=False)
             loss = _mean_over_dp([o["lm loss"] for o in out]) if self.is_last_stage else 0.0
-            bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0])
-            if dist.is_initialized():
-                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-            if bad.item() > 0:
+            problem, grad_norm = self._check_step(loss)
+            if problem is not None:
                 self.state.skipped_iterations += 1
                 if cfg.train.nan_policy == "stop":
                     result.exit_code = EXIT_NAN
-                    self.writer.console(f"[megatron-octo] non-finite loss at iteration {self.state.iteration + 1}; "
+                    self.writer.console(f"[megatron-octo] {problem} at iteration {step_no}; "
                                         "stopping (train.nan_policy=stop) without updating the weights")
                     break
-                grad_norm = None
+                self.writer.console(f"[megatron-octo] {problem} at iteration {step_no}; update skipped "
+                                    f"(train.nan_policy=skip; {self.state.skipped_iterations} skipped so far)")
             else:
                 ok, grad_norm, _ = self.optimizer.step()
                 if not ok:
@@ -318,8 +384,10 @@ class Trainer:
                         "batch-size": cfg.train.global_batch_size, "throughput": tflops,
                         "tokens-per-sec": self.tps / dt, "mfu": tflops * 1e12 / self.peak,
                         "iteration-time": dt, mem_name: mem, "skipped-iterations": self.state.skipped_iterations,
-                        "consumed-tokens": self.state.tokens}
-                self.writer.scalars(vals, self.state.iteration, self.state.tokens)
+                        "consumed-tokens": self.state.tokens, "consumed-samples": self.state.consumed_samples}
+                # data-crc32: the tokens of this rank's micro-batches since the last log line.
+                self.writer.scalars(vals, self.state.iteration, self.state.tokens,
+                                    extra={"data-crc32": data_iter.take()})
                 self.writer.console(format_line(
                     iteration=self.state.iteration, total=self.state.iteration - self.state.stage_iteration + self.total_steps,
                     tokens=self.state.tokens, ms_per_iter=dt * 1e3, tflops=tflops, tokens_per_sec=self.tps / dt,
@@ -342,6 +410,8 @@ class Trainer:
             result.checkpoint = self.save()
         if result.exit_code == EXIT_NAN and cfg.checkpoint.save:
             result.checkpoint = self.save()
+            self.writer.console(f"[megatron-octo] checkpoint {result.checkpoint} (iteration {self.state.iteration}, "
+                                f"before the bad step); exiting with {EXIT_NAN}")
         sig.restore()
         result.iterations, result.tokens = self.state.iteration, self.state.tokens
         result.stage_tokens, result.skipped = self.state.stage_tokens, self.state.skipped_iterations
@@ -350,6 +420,25 @@ class Trainer:
                                 f"({self.state.tokens} total), checkpoint {result.checkpoint}")
         self.writer.close()
         return result
+
+    def _check_step(self, loss: float):
+        """(problem or None, pre-clipping grad norm) for this step, the same on every rank: a
+        non-finite loss or gradient norm, or a norm above train.grad_norm_spike_threshold."""
+        problem, grad_norm = None, None
+        if not math.isfinite(loss):
+            problem = f"non-finite loss ({loss})"
+        if _any_rank(problem is not None):
+            return problem or "non-finite loss (on another rank)", None
+        self.optimizer.prepare_grads()  # idempotent: step() prepares them again
+        grad_norm = float(self.optimizer.get_grad_norm())
+        threshold = self.cfg.train.grad_norm_spike_threshold
+        if not math.isfinite(grad_norm):
+            problem = f"non-finite gradient norm ({grad_norm})"
+        elif threshold is not None and grad_norm > threshold:
+            problem = f"gradient norm {grad_norm:.6g} above train.grad_norm_spike_threshold={threshold:g}"
+        if _any_rank(problem is not None):
+            return problem or "gradient norm check failed on another rank", grad_norm
+        return None, grad_norm
 
     def _validate(self, result: TrainResult):
         vloss = self.evaluate()

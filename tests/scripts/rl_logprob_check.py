@@ -51,12 +51,50 @@ def main():
             worst = max(worst, (lp - torch.tensor(g.log_probs)).abs().max().item(),
                         (lp - dense_lp).abs().max().item())
             worst_ent = max(worst_ent, (ent - dense).abs().max().item())
+    # Gradients of the vocab-parallel log-probs equal the dense log-softmax's (temperature != 1 too).
+    from megatron.core import parallel_state as ps
+
+    worst_grad = 0.0
+    torch.manual_seed(3)  # the same full logits on every rank; each keeps its vocabulary shard
+    full = torch.randn(2, 7, model.vocab_size) * 4
+    labels = torch.randint(0, arch.vocab_size, (2, 7))
+    weights = torch.randn(2, 7)
+    part = model.vocab_size // tp
+    shard = full[..., ps.get_tensor_model_parallel_rank() * part:][..., :part]
+    for temperature in (1.0, 0.7):
+        a, b = shard.clone().requires_grad_(True), full.clone().requires_grad_(True)
+        lp = token_log_probs(a, labels, temperature)
+        dense_lp = torch.log_softmax(b / temperature, -1).gather(-1, labels[..., None])[..., 0]
+        (lp * weights).sum().backward()
+        (dense_lp * weights).sum().backward()
+        b_shard = b.grad[..., ps.get_tensor_model_parallel_rank() * part:][..., :part]
+        worst = max(worst, (lp - dense_lp).abs().max().item())
+        worst_grad = max(worst_grad, (a.grad - b_shard).abs().max().item())
+    assert worst_grad <= 1e-5, f"log-prob gradients differ by {worst_grad}"
+    # Keys rotated once, when cached (CachedRopeSelfAttention), decode as megatron's SelfAttention
+    # that re-rotates the whole cache at every token.
+    from megatron.core.transformer.attention import SelfAttention
+
+    from megatron_octo.models.cached_rope_attention import CachedRopeSelfAttention
+
+    attn = [m for m in model.modules() if isinstance(m, CachedRopeSelfAttention)]
+    assert attn, "the local spec does not use CachedRopeSelfAttention"
+    greedy = SamplingConfig(max_new_tokens=12, temperature=0.0, return_log_probs=True)
+    cached = gen.generate(prompts, greedy)
+    for m in attn:
+        m.__class__ = SelfAttention
+    stock = gen.generate(prompts, greedy)
+    for m in attn:
+        m.__class__ = CachedRopeSelfAttention
+    assert [g[0].tokens for g in cached] == [g[0].tokens for g in stock]
+    worst_rope = max(abs(x - y) for a, b in zip(cached, stock) for x, y in zip(a[0].log_probs, b[0].log_probs))
+    assert worst_rope <= 1e-5, f"cached-RoPE decoding differs from megatron's by {worst_rope}"
     n = sum(len(g.tokens) for per in outs for g in per)
     assert n > 0, "nothing generated"
     assert worst <= 1e-5, f"rollout vs forward log-probs differ by {worst}"
     assert worst_ent <= 1e-4, f"entropy differs by {worst_ent}"
     if torch.distributed.get_rank() == 0:
-        print(f"OK tp={tp} tokens={n} max|dlogp|={worst:.2e} max|dH|={worst_ent:.2e}")
+        print(f"OK tp={tp} tokens={n} max|dlogp|={worst:.2e} max|dH|={worst_ent:.2e} max|dgrad|={worst_grad:.2e} max|dlogp rope|={worst_rope:.2e}")
     rt.shutdown()
 
 

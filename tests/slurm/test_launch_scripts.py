@@ -117,7 +117,33 @@ def test_eval_missing_checkpoint_fails_fast(tmp_path):
     assert res.returncode == 2 and "not a checkpoint" in res.stderr, res.stderr
 
 
-def test_rl_script_refuses_until_rl_recipe_exists(tmp_path):
-    res, dt = _script("rl_grpo.sh", tmp_path)
-    assert res.returncode == 2 and dt < 30
-    assert "recipe file not found" in res.stderr or "RL trainer" in res.stderr, res.stderr
+def test_rl_missing_decay_checkpoint_fails_fast(tmp_path):
+    res, dt = _script("rl_grpo.sh", tmp_path, OCTO_BRANCH="short")
+    assert res.returncode == 2 and dt < 30, (res.returncode, dt, res.stderr)
+    assert "checkpoint.init_from" in res.stderr and str(tmp_path / "out" / "decay_short") in res.stderr, res.stderr
+    assert "sbatch " not in res.stdout
+
+
+@pytest.mark.parametrize("branch,recipe,stairs", [
+    ("long", "rl_grpo.yaml", "{0: 2048, 100: 4096, 160: 8192}"),
+    ("hybrid", "rl_grpo_hybrid.yaml", "{0: 4096}"),
+])
+def test_rl_dry_run_validates_the_paper_recipe(tmp_path, branch, recipe, stairs):
+    decay = tmp_path / "out" / f"decay_{branch}"
+    decay.mkdir(parents=True)
+    (decay / "latest_checkpointed_iteration.txt").write_text("5")
+    (decay / "iter_0000005").mkdir()
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_text("{}")  # only its existence is checked before submission
+    res, dt = _script("rl_grpo.sh", tmp_path, OCTO_BRANCH=branch, OCTO_TOKENIZER=tokenizer)
+    assert res.returncode == 0 and dt < 30, (res.returncode, dt, res.stderr)
+    assert f"preflight ok: recipes/octothinker/llama3.2-3b/{recipe} | rl grpo | world size 8 (tp 1, dp 8)" \
+        in res.stdout, res.stdout
+    assert f"300 steps of 128 prompts x 16 samples, mini-batch 64 | response cap {stairs}" in res.stdout, res.stdout
+    assert f"save {tmp_path / 'out' / ('rl_' + branch)}" in res.stdout and f"starting from {decay}/iter_0000005" \
+        in res.stdout, res.stdout
+    cmd = [line for line in res.stdout.splitlines() if line.startswith("sbatch ")]
+    assert len(cmd) == 1 and cmd[0].strip().endswith("launch_slurm/rl_grpo.sh"), res.stdout
+    # the preflight applies the trainer's batch checks against the world size
+    res, _ = _script("rl_grpo.sh", tmp_path, OCTO_BRANCH=branch, OCTO_TOKENIZER=tokenizer, OCTO_NODES=3)
+    assert res.returncode == 2 and "rl.mini_batch_prompts" in res.stderr, res.stderr

@@ -10,7 +10,10 @@ or when a Slurm controller already answers `scontrol ping`; skips with the reaso
   `#SBATCH --signal=B:USR1@N` does before the time limit); the trainers save and exit 75, the script
   requeues the job, the next start resumes and finishes with the configured token count and the same
   losses as the uninterrupted run.
-* A decay branch from that stable checkpoint; a bad input submitted with sbatch fails in seconds.
+* A decay branch from that stable checkpoint; launch_slurm/eval.sh on it (a benchmark subset: summary JSON,
+  per-sample JSONL, markdown table); launch_slurm/rl_grpo.sh with the tiny CPU recipe from it (2 GRPO steps on
+  2 tasks: checkpoint, TensorBoard); a bad input submitted with sbatch fails in seconds. Every stage reuses the
+  one stable checkpoint the first test trains.
 
 Every wait is bounded; on a time-out the test cancels only the job it submitted.
 """
@@ -204,6 +207,58 @@ def test_decay_branch_from_stable_checkpoint(reference, work):
     assert _job(job_id).get("JobState") == "COMPLETED"
     state = json.loads((out / "decay_short" / "iter_0000026" / "trainer_state.json").read_text())
     assert state["stage"] == "decay" and state["stage_tokens"] == 8192 and state["tokens"] == TOKENS + 8192
+
+
+def _sbatch_wait(work: Path, script: str, env: dict, args=(), tasks: int = 2, timeout: float = 400) -> dict:
+    """`sbatch --wait` a stage script with the CPU sizing and `tasks` tasks; the finished job's record."""
+    opts = [o if not o.startswith("--ntasks-per-node=") else f"--ntasks-per-node={tasks}" for o in SBATCH_CPU]
+    res = run(["sbatch", "--wait", "--parsable", f"--output={work}/slurm-%x-%j.out", *opts, script, *args],
+              timeout=timeout, cwd=ROOT, env=env)
+    job_id = res.stdout.strip().split(";")[0]
+    assert res.returncode == 0, f"sbatch --wait exit {res.returncode}\n{res.stdout}\n{res.stderr}\n{_logs(work)}"
+    info = _job(job_id)
+    assert info.get("JobState") == "COMPLETED" and info.get("ExitCode") == "0:0", info
+    assert info.get("NumTasks") == str(tasks), info
+    return info
+
+
+def test_sbatch_eval_on_the_stable_checkpoint(reference, work):
+    """launch_slurm/eval.sh on the stable run's checkpoint: a small benchmark subset, default output place."""
+    stable = reference[0] / "stable"
+    env = _env(work, reference[0], OCTO_CHECKPOINT=stable, OCTO_BENCHMARKS="gsm8k,amc23")
+    info = _sbatch_wait(work, "launch_slurm/eval.sh", env, args=["--limit", "2", "--max-new-tokens", "8"], tasks=1)
+    out = stable / "eval" / f"iter_{STEPS:07d}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["iteration"] == STEPS and sorted(summary["benchmarks"]) == ["amc23", "gsm8k"], summary
+    for name in ("gsm8k", "amc23"):
+        rows = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and {"prompt", "response", "extracted", "gold", "correct"} <= set(rows[0]), rows
+        assert summary["benchmarks"][name]["num_examples"] == 2
+    table = (out / "results.md").read_text()
+    assert "| gsm8k |" in table and "| amc23 |" in table, table
+    assert list((out / "tensorboard").glob("events.out.tfevents*"))
+    batch_log = (work / f"slurm-octo-eval-{info['JobId']}.out").read_text()
+    assert "preflight ok: eval" in batch_log and "done: eval finished" in batch_log, batch_log
+
+
+def test_sbatch_rl_grpo_tiny_two_tasks(reference, work):
+    """launch_slurm/rl_grpo.sh with the tiny CPU recipe from the stable checkpoint: 2 GRPO steps on 2 tasks."""
+    out = work / "rl"
+    env = _env(work, out, OCTO_INIT_FROM=reference[0] / "stable",
+               OCTO_OVERRIDES="model.preset=tiny model.vocab_size=8192 rl.steps=2 rl.val_interval=0")
+    info = _sbatch_wait(work, "launch_slurm/rl_grpo.sh", env)
+    save = out / "rl_long"
+    latest = (save / "latest_checkpointed_iteration.txt").read_text().strip()
+    state = json.loads((save / f"iter_{int(latest):07d}" / "trainer_state.json").read_text())
+    assert state["stage"] == "rl" and state["stage_iteration"] == 2, state
+    scalars = read_scalars(str(save / "tensorboard"))
+    assert [s for s, _ in scalars["critic/score/mean"]] == [1, 2], sorted(scalars)
+    # (actor/* only when a step had a learning signal: the tiny model's groups may all score -1)
+    assert {"response_length/mean", "response_length/clip_ratio"} <= set(scalars), sorted(scalars)
+    assert len(list((out / "logs" / f"octo-rl-grpo-{info['JobId']}").glob("restart0_task*.log"))) == 2
+    batch_log = (work / f"slurm-octo-rl-grpo-{info['JobId']}.out").read_text()
+    assert "preflight ok: recipes/tiny/rl_grpo.yaml | rl grpo | world size 2" in batch_log, batch_log
+    assert "done: rl_long finished" in batch_log, batch_log
 
 
 def test_sbatch_with_bad_input_fails_in_seconds(work):

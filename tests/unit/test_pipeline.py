@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, env_for_subprocess, run
+from tests.helpers import ROOT, run
 
 nemo_run = pytest.importorskip("nemo_run", reason="nemo-run not installed: pip install -e '.[launch]'")
 
@@ -73,30 +73,45 @@ def test_dag_with_rl_puts_rl_between_decay_and_eval():
 
 
 def test_slurm_dry_run_prints_sbatch_scripts(tmp_path):
-    env = env_for_subprocess()
-    env.update(COLUMNS="400", NO_COLOR="1", TERM="dumb")
+    out = tmp_path / "run"
     res = run([sys.executable, "-m", "megatron_octo.pipeline", "--executor", "slurm", "--dry-run", "--profile", "paper",
-               "--rl", "no", "--no-hf", "--branches", "long,short", "--account", "acc", "--partition", "batch",
-               "--out", str(tmp_path / "run")], timeout=180, env=env)
+               "--rl", "yes", "--no-hf", "--branches", "long,hybrid", "--account", "acc", "--partition", "batch",
+               "--out", str(out)], timeout=180, cwd=tmp_path)  # not from the checkout: no git needed
     assert res.returncode == 0, res.stderr[-4000:]
-    text = "\n".join(line.strip() for line in (res.stdout + res.stderr).splitlines())
-    scripts = re.findall(r"#!/bin/bash\n(.*?)(?=\nTask |\n\[\d\d:\d\d:\d\d\]|\Z)", text, flags=re.S)
-    assert len(scripts) == 5, text[-4000:]  # stable, decay_long, eval_long, decay_short, eval_short
-    joined = "\n".join(scripts)
-    for directive in ("#SBATCH --nodes=8", "#SBATCH --nodes=2", "#SBATCH --gpus-per-node=8", "#SBATCH --requeue",
-                      "#SBATCH --signal=B:USR1@600", "#SBATCH --account=acc", "#SBATCH --partition=batch"):
-        assert directive in joined, directive
-    for script in scripts:
-        body = "#!/bin/bash\n" + script
-        check = subprocess.run(["bash", "-n"], input=body, capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, (check.stderr, body)
-    # the task scripts nemo-run's srun starts: our launch scripts, guarded by the dependency markers
-    task_scripts = list((tmp_path / "run").rglob("scripts/*.sh")) if (tmp_path / "run").exists() else []
+    scripts = dict(re.findall(r"\[pipeline\] sbatch script of task (\w+) \(sbatch --requeue --parsable <script>\):\n"
+                              r"(.*?)\n\[pipeline\] end of sbatch script of task \1\n", res.stdout, flags=re.S))
+    assert sorted(scripts) == ["decay_hybrid", "decay_long", "eval_hybrid", "eval_long", "rl_hybrid", "rl_long",
+                               "stable"], res.stdout[-4000:]
+    for name, script in scripts.items():
+        assert script.startswith("#!/bin/bash\n"), script
+        check = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, (check.stderr, script)
+        for directive in ("#SBATCH --requeue", "#SBATCH --signal=B:USR1@600", "#SBATCH --account=acc",
+                          "#SBATCH --partition=batch", f"#SBATCH --job-name=octo-{name}"):
+            assert directive in script.splitlines(), (directive, script)
+        # every path nemo-run writes is under <out>/nemo-run/slurm_jobs/<experiment>/<task>, once: it used to
+        # rewrite each "/nemo_run" in the script and print <out>/<out>/nemo_run/.../<task>/slurm_jobs/.../<task>
+        output = re.search(r"^#SBATCH --output=(\S+)$", script, flags=re.M).group(1)
+        assert re.fullmatch(rf"{out}/nemo-run/slurm_jobs/octothinker/octothinker_\d+/{name}/sbatch_octo-{name}_%j\.out",
+                            output), output
+        paths = re.findall(r"(/\S*?)(?=[\s'\"]|$)", script)
+        assert all(p.count(str(out)) <= 1 and p.count("slurm_jobs") <= 1 for p in paths), paths
+    assert "#SBATCH --nodes=8" in scripts["stable"] and "#SBATCH --nodes=2" in scripts["decay_long"]
+    assert "#SBATCH --gpus-per-node=8" in scripts["rl_long"] and "#SBATCH --gpus-per-node=1" in scripts["eval_long"]
+    # the tasks nemo-run's srun starts: our launch scripts, guarded by the dependency markers
     plan_lines = [line for line in res.stdout.splitlines() if line.startswith("[pipeline] ")]
     assert any("bash launch_slurm/stable_200b.sh" in line for line in plan_lines), plan_lines
-    assert any("after stable" in line and "decay_short_20b.sh" in line for line in plan_lines), plan_lines
-    assert not any(p.name.endswith(".ok") for p in (tmp_path / "run").rglob("*")), "dry run ran something"
-    del task_scripts
+    assert any("after decay_hybrid" in line and "OCTO_BRANCH=hybrid" in line and "rl_grpo.sh" in line
+               for line in plan_lines), plan_lines
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()], "the dry run left files behind"
+
+
+def test_rl_stage_uses_the_branch_recipe_where_one_exists():
+    stages, _ = pipeline.plan(_args("--profile", "paper", "--rl", "yes", "--no-hf"))
+    recipes = {s.name: s.command[s.command.index("--config") + 1] for s in stages if s.name.startswith("rl_")}
+    assert recipes == {"rl_long": "recipes/octothinker/llama3.2-3b/rl_grpo.yaml",
+                       "rl_short": "recipes/octothinker/llama3.2-3b/rl_grpo.yaml",
+                       "rl_hybrid": "recipes/octothinker/llama3.2-3b/rl_grpo_hybrid.yaml"}
 
 
 def test_failed_stage_stops_its_dependants(tmp_path):
@@ -112,18 +127,24 @@ def test_failed_stage_stops_its_dependants(tmp_path):
 
 @pytest.mark.e2e
 def test_local_pipeline_end_to_end(tmp_path):
+    """The whole tiny DAG for one branch: tokenize -> stable -> decay_long -> rl_long -> eval_long, hf_long."""
     out = tmp_path / "run"
     hf = pipeline.hf_export_available()
-    res = run([sys.executable, "-m", "megatron_octo.pipeline", "--out", str(out), "--rl", "no", "--branches", "long",
-               *TINY, "--eval-benchmarks", "gsm8k", "--eval-limit", "2", "--max-new-tokens", "8"], timeout=900)
+    res = run([sys.executable, "-m", "megatron_octo.pipeline", "--out", str(out), "--rl", "yes", "--branches", "long",
+               *TINY, "--override", "rl:rl.steps=1", "--override", "rl:rl.val_interval=0",
+               "--eval-benchmarks", "gsm8k", "--eval-limit", "2", "--max-new-tokens", "8"], timeout=900)
     assert res.returncode == 0, (res.stdout[-4000:], res.stderr[-4000:])
-    expected = {"tokenize.ok", "stable.ok", "decay_long.ok", "eval_long.ok"} | ({"hf_long.ok"} if hf else set())
+    expected = {"tokenize.ok", "stable.ok", "decay_long.ok", "rl_long.ok", "eval_long.ok"}
+    expected |= {"hf_long.ok"} if hf else set()
     assert {p.name for p in (out / ".stages").iterdir()} == expected
     assert (out / "stable" / "latest_checkpointed_iteration.txt").read_text().strip() == "4"
     state = json.loads((out / "decay_long" / "iter_0000006" / "trainer_state.json").read_text())
     assert state["stage"] == "decay" and state["tokens"] == 16384 + 8192
-    summary = json.loads((out / "eval" / "decay_long" / "summary.json").read_text())
-    assert "gsm8k" in json.dumps(summary)
+    latest = (out / "rl_long" / "latest_checkpointed_iteration.txt").read_text().strip()
+    state = json.loads((out / "rl_long" / f"iter_{int(latest):07d}" / "trainer_state.json").read_text())
+    assert state["stage"] == "rl" and state["stage_iteration"] == 1, state
+    summary = json.loads((out / "eval" / "rl_long" / "summary.json").read_text())
+    assert summary["protocol"] == "rl" and "gsm8k" in summary["benchmarks"], summary
     if hf:
-        assert any((out / "hf" / "decay_long").glob("*.safetensors"))
-    assert os.path.isdir(out / "nemo_run")
+        assert any((out / "hf" / "rl_long").glob("*.safetensors"))
+    assert os.path.isdir(out / "nemo-run")

@@ -1,0 +1,53 @@
+"""The update loop shared by the actor and the critic: ``epochs`` passes over a rank's rollout batch
+in mini-batches, each one optimizer step through megatron's forward-backward schedule, with the
+loss a token mean over the whole mini-batch (all its micro-batches and data-parallel ranks)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+
+
+def train_minibatches(model, optimizer, batch, *, forward_step: Callable, report_keys: Sequence[str],
+                      rows_per_minibatch: int, micro_batch_size: int, epochs: int, dp: int,
+                      is_last_stage: bool = True) -> dict:
+    """Run the updates; return the mean over mini-batches of each reported metric and of the grad norm.
+
+    ``forward_step(data_iterator, model, scale)`` is megatron's forward step: it returns the output
+    and a loss function giving ``(sum of the micro-batch's token losses * scale, report)``, where
+    ``report[key] = (sum, count)`` for each of ``report_keys``.
+    """
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    stats = {key: [] for key in (*report_keys, "grad_norm")}
+    fwd_bwd = get_forward_backward_func()
+    dp_group = ps.get_data_parallel_group(with_context_parallel=True)
+    for _ in range(epochs):
+        for start in range(0, batch.tokens.shape[0], rows_per_minibatch):
+            mb = batch.slice(slice(start, start + rows_per_minibatch))
+            n_tokens = mb.mask.sum().reshape(1)
+            dist.all_reduce(n_tokens, group=dp_group)
+            num_micro = mb.tokens.shape[0] // micro_batch_size
+            # megatron divides each micro-batch loss by num_micro and averages grads over DP:
+            # this scale turns the sum over the mini-batch's tokens into its token mean.
+            scale = num_micro * dp / max(float(n_tokens.item()), 1.0)
+            micro = [mb.slice(slice(i * micro_batch_size, (i + 1) * micro_batch_size)) for i in range(num_micro)]
+            model.zero_grad_buffer()
+            optimizer.zero_grad()
+            out = fwd_bwd(forward_step_func=partial(forward_step, scale=scale), data_iterator=iter(micro),
+                          model=[model], num_microbatches=num_micro, seq_length=mb.tokens.shape[1] - 1,
+                          micro_batch_size=micro_batch_size, forward_only=False)
+            _, grad_norm, _ = optimizer.step()
+            stats["grad_norm"].append(grad_norm if grad_norm is not None else float("nan"))
+            if is_last_stage:
+                for key in report_keys:
+                    tot = torch.stack([o[key][0] for o in out]).sum()
+                    cnt = torch.stack([o[key][1] for o in out]).sum()
+                    both = torch.stack([tot, cnt])
+                    dist.all_reduce(both, group=dp_group)
+                    stats[key].append(float(both[0] / both[1].clamp(min=1)))
+    return {k: sum(v) / len(v) for k, v in stats.items() if v}

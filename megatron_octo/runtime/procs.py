@@ -1,0 +1,46 @@
+"""Helper processes that must not outlive the trainer.
+
+megatron-core's dist-checkpoint writer (0.16.1, ``strategies/filesystem_async.py``) starts a
+``multiprocessing`` Manager (spawned) for its results queue the first time a rank saves, and never
+stops it. When the trainer is killed (SIGKILL, OOM killer) that Manager, and the resource tracker
+holding its pipe, would live on as orphans. :func:`tie_checkpoint_writer_to_parent` creates that
+queue first, from a Manager whose server process asks Linux to SIGKILL it when its parent dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Manager initializer (runs in the spawned server process)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def tie_checkpoint_writer_to_parent() -> None:
+    """Create megatron's write-results queue from a Manager that dies with this process (no-op when
+    it exists already, or when megatron-core no longer has it)."""
+    try:
+        from megatron.core.dist_checkpointing.strategies import filesystem_async as fa
+    except ImportError:
+        return
+    if getattr(fa, "_results_queue", "absent") is not None:
+        return
+    import multiprocessing as mp
+    from multiprocessing.managers import SyncManager
+
+    manager = SyncManager(ctx=mp.get_context("spawn"))
+    manager.start(initializer=_die_with_parent, initargs=(os.getpid(),))
+    fa._results_queue = manager.Queue()

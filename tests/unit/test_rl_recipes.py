@@ -1,0 +1,61 @@
+"""The paper-scale RL recipes (recipes/octothinker/llama3.2-3b/rl_grpo*.yaml): they load, pass the RL
+trainer's own validation at the world sizes they are meant for, and carry the OctoThinker GRPO settings
+(/work/shared/notes/octothinker-recipe.md). No GPU needed: only the config is checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from megatron_octo import config as cfgmod
+from tests.helpers import ROOT
+
+PAPER = ROOT / "recipes/octothinker/llama3.2-3b"
+
+
+def _load(tmp_path, name: str, *overrides: str):
+    ckpt = tmp_path / "decay"
+    ckpt.mkdir(exist_ok=True)
+    return cfgmod.load(str(PAPER / name), [f"checkpoint.init_from={ckpt}", f"checkpoint.save={tmp_path / 'rl'}",
+                                           f"rl.prompts={ROOT / 'data/rl/math8k.jsonl.gz'}", *overrides])
+
+
+@pytest.mark.parametrize("name,world,overrides", [
+    ("rl_grpo.yaml", 8, ()),            # launch_slurm/rl_grpo.sh: 1 node x 8 GPUs
+    ("rl_grpo.yaml", 64, ()),           # 8 nodes: DP 64 divides the 64-prompt mini-batch
+    ("rl_grpo_hybrid.yaml", 8, ()),
+    ("rl_grpo_hybrid.yaml", 64, ()),
+    ("rl_grpo_256x16.yaml", 8, ()),     # the released script: 8 GPUs per node
+    ("rl_grpo_256x16.yaml", 64, ("parallel.tp=4",)),  # DP must divide its 16-prompt mini-batch
+])
+def test_paper_rl_recipe_validates(tmp_path, name, world, overrides):
+    cfg = _load(tmp_path, name, *overrides)
+    cfgmod.validate_rl(cfg, world, have_gpu=True, have_te=True)
+
+
+def test_paper_rl_recipe_at_64_gpus_with_too_small_minibatch_names_the_key(tmp_path):
+    cfg = _load(tmp_path, "rl_grpo_256x16.yaml")
+    with pytest.raises(cfgmod.ConfigError, match="rl.mini_batch_prompts"):
+        cfgmod.validate_rl(cfg, 64, have_gpu=True, have_te=True)
+
+
+def test_paper_rl_recipe_settings(tmp_path):
+    r = _load(tmp_path, "rl_grpo.yaml").rl
+    assert (r.algorithm, r.template, r.reward_variant) == ("grpo", "orz_base", "default")
+    assert (r.prompts_per_step, r.samples_per_prompt, r.mini_batch_prompts, r.ppo_epochs) == (128, 16, 64, 1)
+    assert (r.lr, r.clip_low, r.clip_high, r.kl_coef, r.entropy_coef) == (1e-6, 0.2, 0.2, 0.0, 0.0)
+    assert (r.temperature, r.top_p, r.max_prompt_length) == (1.0, 1.0, 400)
+    assert dict(r.max_response_length) == {0: 2048, 100: 4096, 160: 8192}
+    hybrid = _load(tmp_path, "rl_grpo_hybrid.yaml")
+    assert dict(hybrid.rl.max_response_length) == {0: 4096}
+    assert hybrid.checkpoint.init_from == str(tmp_path / "decay")  # overridden; the recipe names decay_hybrid
+    released = _load(tmp_path, "rl_grpo_256x16.yaml").rl
+    assert (released.prompts_per_step, released.samples_per_prompt, released.mini_batch_prompts) == (256, 16, 16)
+    assert dict(released.max_response_length) == dict(r.max_response_length)
+
+
+def test_mapping_override_replaces_the_recipes_stairs(tmp_path):
+    # merged, {0: 4096} over the Long stairs would keep steps 100 and 160
+    cfg = _load(tmp_path, "rl_grpo.yaml", "rl.max_response_length={0: 4096}")
+    assert dict(cfg.rl.max_response_length) == {0: 4096}
+    with pytest.raises(cfgmod.ConfigError, match="rl.max_response_length"):
+        _load(tmp_path, "rl_grpo.yaml", "rl.max_response_length={first: 4096}")
