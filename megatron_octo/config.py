@@ -169,7 +169,7 @@ class RLConfig:
     prompts: str = "data/rl/math8k.jsonl.gz"  # JSONL(.gz) of problems with gold answers
     question_key: str = "question"
     answer_key: str = "answer"
-    template: str = "orz_base"  # orz_base | simple
+    template: str = "orz_base"  # orz_base | simple | few_shot
     steps: int = 300
     prompts_per_step: int = 128
     samples_per_prompt: int = 16
@@ -478,7 +478,7 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
     dp = world_size // (par.tp * par.pp * par.cp)
     r = cfg.rl
     _one_of("rl.algorithm", r.algorithm, ("grpo", "ppo"))
-    _one_of("rl.template", r.template, ("orz_base", "simple"))
+    _one_of("rl.template", r.template, ("orz_base", "simple", "few_shot"))
     _one_of("rl.kl_estimator", r.kl_estimator, ("low_var_kl", "k1", "k2"))
     _one_of("rl.reward_variant", r.reward_variant, ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty"))
     _one_of("rl.nan_policy", r.nan_policy, ("skip", "stop"))

@@ -14,8 +14,8 @@ It mirrors the OctoThinker data split in miniature:
 ``arith_heldout.jsonl``      held-out problems for validation and evaluation (question/answer),
                               disjoint from everything above.
 
-A problem chains 1-3 operations on small integers left to right, written with parentheses so
-the order is explicit: ``Compute ((17 + 25) - 9) * 3.`` Answers are integers (possibly negative).
+A problem chains 1-2 operations (``--max-ops``) on small integers left to right, written with parentheses so
+the order is explicit: ``Compute (17 + 5) * 3.`` Answers are integers (possibly negative).
 Everything is a pure function of the seed, so runs are reproducible. The numbers the demo reports
 for this task are labelled synthetic: they show the mechanics (mid-training on worked solutions
 makes RL work), not math ability.
@@ -41,18 +41,19 @@ def _apply(a: int, op: str, b: int) -> int:
 
 
 def _operand(rng: random.Random, op: str) -> int:
-    # Multipliers stay single-digit so a product is short enough to learn digit by digit.
-    return rng.randint(2, 9) if op == "*" else rng.randint(1, 49)
+    # Small operands keep the facts a small table (what a ~2M-parameter model learns in minutes);
+    # multipliers stay single-digit so a product is short enough to work out place by place.
+    return rng.randint(2, 5) if op == "*" else rng.randint(1, 9)
 
 
-def make_problem(rng: random.Random, max_ops: int = 3) -> tuple[int, list[tuple[str, int]]]:
-    """A start value and a list of (op, operand) applied left to right. Multiplication only applies
-    to values under 50 in magnitude, so every intermediate stays below 450."""
+def make_problem(rng: random.Random, max_ops: int = 2) -> tuple[int, list[tuple[str, int]]]:
+    """A start value (1-20) and a list of (op, operand) applied left to right. Multiplication only
+    applies to values under 20 in magnitude, so every intermediate stays below 100."""
     n_ops = rng.randint(1, max_ops)
-    value = start = rng.randint(1, 49)
+    value = start = rng.randint(1, 20)
     steps = []
     for _ in range(n_ops):
-        op = rng.choice(OPS if abs(value) < 50 else OPS[:2])
+        op = rng.choice(OPS if abs(value) < 20 else OPS[:2])
         b = _operand(rng, op)
         steps.append((op, b))
         value = _apply(value, op, b)
@@ -117,7 +118,7 @@ def fact_document(rng: random.Random, n_facts: int = 12) -> str:
     out = []
     for _ in range(n_facts):
         op = rng.choice(OPS)
-        a = rng.randint(-60, 200)
+        a = rng.randint(-20, 99)
         b = _operand(rng, op)
         r = _apply(a, op, b)
         style = rng.randrange(4)
@@ -158,8 +159,8 @@ def _write_jsonl(path: str, records: Iterable[dict]) -> int:
     return n
 
 
-def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 6000, rl: int = 2000, heldout: int = 200,
-               max_ops: int = 3) -> dict[str, str]:
+def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 4000, rl: int = 1000, heldout: int = 200,
+               max_ops: int = 2) -> dict[str, str]:
     """Write the task files under ``out``; returns {name: path}. Held-out problems are drawn first so
     no training split can contain them."""
     os.makedirs(out, exist_ok=True)
@@ -185,10 +186,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--web-docs", type=int, default=4000)
-    p.add_argument("--qa", type=int, default=6000, help="worked problems (each rendered long and short)")
-    p.add_argument("--rl", type=int, default=2000, help="RL prompts")
+    p.add_argument("--qa", type=int, default=4000, help="worked problems (each rendered long and short)")
+    p.add_argument("--rl", type=int, default=1000, help="RL prompts")
     p.add_argument("--heldout", type=int, default=200, help="held-out problems")
-    p.add_argument("--max-ops", type=int, default=3, help="operations per problem (1..max)")
+    p.add_argument("--max-ops", type=int, default=2, help="operations per problem (1..max)")
     args = p.parse_args(argv)
     if args.max_ops < 1:
         p.error("--max-ops must be >= 1")

@@ -48,6 +48,7 @@ __all__ = [
     "gsm8k_8shot_prompt",
     "minerva_4shot_prompt",
     "rl_prompt",
+    "rl_stop",
 ]
 
 GSM8K_8SHOT_EXEMPLARS = """Q: There are 15 trees in the grove. Grove workers will plant trees in the grove today. After they are done, there will be 21 trees. How many trees did the grove workers plant today?
@@ -125,8 +126,31 @@ ORZ_BASE_TEMPLATE = (
     "automatically by the \\boxed{} tag.\n[PROMPT]\nAssistant:"
 )
 SIMPLE_TEMPLATE = "Question:\n[PROMPT]\nAnswer:\n"
+# "few_shot": the simple template after four worked examples (the first four GSM8K chain-of-thought
+# exemplars above, each ending in a boxed answer), so a base model that has never seen the RL format
+# can still produce a gradable answer; generation stops at the next "Question:".
+FEW_SHOT_EXEMPLARS = "".join(
+    f"Question:\n{q}\nAnswer:\n{a} The answer is \\boxed{{{n}}}.\n\n" for q, a, n in (
+        ("There are 15 trees in the grove. Grove workers will plant trees in the grove today. After they are done, "
+         "there will be 21 trees. How many trees did the grove workers plant today?",
+         "There are 15 trees originally. Then there were 21 trees after some more were planted. So there must have "
+         "been 21 - 15 = 6.", "6"),
+        ("If there are 3 cars in the parking lot and 2 more cars arrive, how many cars are in the parking lot?",
+         "There are originally 3 cars. 2 more cars arrive. 3 + 2 = 5.", "5"),
+        ("Leah had 32 chocolates and her sister had 42. If they ate 35, how many pieces do they have left in total?",
+         "Originally, Leah had 32 chocolates. Her sister had 42. So in total they had 32 + 42 = 74. After eating 35, "
+         "they had 74 - 35 = 39.", "39"),
+        ("Jason had 20 lollipops. He gave Denny some lollipops. Now Jason has 12 lollipops. How many lollipops did "
+         "Jason give to Denny?",
+         "Jason started with 20 lollipops. Then he had 12 after giving some to Denny. So he gave Denny 20 - 12 = 8.",
+         "8"),
+    ))
+FEW_SHOT_TEMPLATE = FEW_SHOT_EXEMPLARS + SIMPLE_TEMPLATE
 
 RL_STOP = ("User:", "Assistant:", "Question:", "Answer:")
+# Stop strings per RL template (the runner and the RL rollouts add EOS).
+RL_TEMPLATE_STOP = {"orz_base": RL_STOP, "simple": RL_STOP, "few_shot": RL_STOP}
+RL_TEMPLATES = tuple(RL_TEMPLATE_STOP)
 GSM8K_8SHOT_STOP = ("\nQ:",)
 MINERVA_4SHOT_STOP = ("\nProblem:",)
 AMC_0SHOT_STOP = ("\nQ:",)
@@ -148,12 +172,18 @@ def amc_0shot_prompt(question: str) -> str:
 
 
 def rl_prompt(question: str, template: str = "orz_base") -> str:
-    """Zero-shot RL prompt (also used to evaluate RL models). ``template``: orz_base | simple."""
+    """RL prompt (also used to evaluate RL models). ``template``: orz_base | simple | few_shot."""
     if template == "orz_base":
         return ORZ_BASE_TEMPLATE.replace("[PROMPT]", question)
     if template == "simple":
         return SIMPLE_TEMPLATE.replace("[PROMPT]", question)
-    raise ValueError(f"unknown RL template {template!r}; expected 'orz_base' or 'simple'")
+    if template == "few_shot":
+        return FEW_SHOT_TEMPLATE.replace("[PROMPT]", question)
+    raise ValueError(f"unknown RL template {template!r}; expected one of {', '.join(RL_TEMPLATES)}")
+
+
+def rl_stop(template: str) -> tuple[str, ...]:
+    return RL_TEMPLATE_STOP[template]
 
 
 @dataclass(frozen=True)
@@ -182,6 +212,7 @@ PROTOCOLS: dict[str, Protocol] = {
         # extraction; generation length is the run's max response length, set by the runner.
         Protocol("orz_base", lambda q: rl_prompt(q, "orz_base"), RL_STOP, "boxed", max_new_tokens=8192),
         Protocol("simple", lambda q: rl_prompt(q, "simple"), RL_STOP, "boxed", max_new_tokens=8192),
+        Protocol("few_shot", lambda q: rl_prompt(q, "few_shot"), RL_STOP, "boxed", max_new_tokens=8192),
     )
 }
 

@@ -103,7 +103,7 @@ def parse_args(argv=None):
     p.add_argument("--fields", default=None, help="field mapping for JSONL paths, e.g. question=problem,answer=sol")
     p.add_argument("--protocol", choices=("base", "rl"), default="base",
                    help="base: few-shot per benchmark; rl: zero-shot RL template")
-    p.add_argument("--template", default="orz_base", help="RL template for --protocol rl (orz_base, simple)")
+    p.add_argument("--template", default="orz_base", help="RL template for --protocol rl (orz_base, simple, few_shot)")
     p.add_argument("--limit", type=int, default=None, help="first N examples of each benchmark")
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the protocol's (1024 base)")
     p.add_argument("--n", type=int, default=1, help="samples per problem (sampled decoding)")

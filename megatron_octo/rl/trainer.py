@@ -196,7 +196,7 @@ class RLTrainer:
 
     # ----- one step -------------------------------------------------------------------------
     def _rollout(self, step: int):
-        from megatron_octo.eval.prompts import RL_STOP
+        from megatron_octo.eval.prompts import rl_stop
         from megatron_octo.generation import SamplingConfig
         from megatron_octo.rl.reward import compute_rewards
 
@@ -208,7 +208,7 @@ class RLTrainer:
         self.generator.reseed(r.seed + 7919 * step + 104729 * self.dp_rank)
         gens = self.generator.generate([self.prompts[i] for i in mine], SamplingConfig(
             max_new_tokens=cap, temperature=r.temperature, top_p=r.top_p, n=r.samples_per_prompt,
-            stop=list(RL_STOP)))
+            stop=list(rl_stop(r.template))))
         flat = [g for per in gens for g in per]
         golds = [self.golds[i] for i in mine for _ in range(r.samples_per_prompt)]
         if self.reward_fn is not None:
@@ -380,7 +380,7 @@ class RLTrainer:
         """Greedy accuracy on held-out sets with the RL template (rewards <= 0 count as wrong)."""
         from megatron_octo.eval.benchmarks import load_benchmark
         from megatron_octo.eval.grader import grade_detailed
-        from megatron_octo.eval.prompts import RL_STOP, rl_prompt
+        from megatron_octo.eval.prompts import rl_prompt, rl_stop
         from megatron_octo.generation import SamplingConfig
 
         r = self.cfg.rl
@@ -388,7 +388,7 @@ class RLTrainer:
         for name in [b for b in r.val_benchmarks.split(",") if b]:
             examples = load_benchmark(name, limit=r.val_limit)
             gens = self.generator.generate([rl_prompt(e.question, r.template) for e in examples], SamplingConfig(
-                max_new_tokens=r.val_max_new_tokens, temperature=0.0, stop=list(RL_STOP)))
+                max_new_tokens=r.val_max_new_tokens, temperature=0.0, stop=list(rl_stop(r.template))))
             verdicts = grade_detailed([g[0].text for g in gens], [e.answer for e in examples], style="boxed",
                                       timeout=r.grade_timeout)
             tag = os.path.basename(name).split(".")[0]  # a JSONL path logs under its file name

@@ -13,14 +13,19 @@
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
+import torch
 
+from megatron_octo.rl.custom_reward import RewardWorker, custom_rewards
+from megatron_octo.rl.guards import check_rollout
+from megatron_octo.rl.reward import RewardResult
 from megatron_octo.training.checkpointing import latest_checkpoint, read_trainer_state
 from tests.helpers import ROOT, checkpoint_tensors, read_metrics
 from tests.reliability.faultlib import launch, tracker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.timeout(900)]
 
 RECIPE = str(ROOT / "recipes/tiny/rl_grpo.yaml")
 REWARDS = f"{ROOT}/tests/scripts/rl_fault_rewards.py"
@@ -59,6 +64,7 @@ def reference(common, tmp_path_factory):
     return ref
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", ["sigterm", "sigusr1"])
 def test_signal_saves_after_the_step_and_the_resumed_run_continues_it(common, reference, tmp_path, sig):
     run = tmp_path / "run"
@@ -77,6 +83,7 @@ def test_signal_saves_after_the_step_and_the_resumed_run_continues_it(common, re
     assert _steps(run) == _steps(reference)
 
 
+@pytest.mark.e2e
 def test_nan_log_probs_skip_the_update_and_are_counted(common, tmp_path):
     save = tmp_path / "skip"
     res = _rl([*common, f"checkpoint.save={save}"], fault="step:1=nan")
@@ -88,6 +95,7 @@ def test_nan_log_probs_skip_the_update_and_are_counted(common, tmp_path):
     assert read_trainer_state(latest_checkpoint(str(save))).skipped_iterations == 1
 
 
+@pytest.mark.e2e
 def test_nan_log_probs_stop_saves_before_the_step_and_exits_3(common, tmp_path):
     save = tmp_path / "stop"
     res = _rl([*common, "rl.nan_policy=stop", f"checkpoint.save={save}"], fault="step:2=nan", expect_rc=3)
@@ -97,6 +105,7 @@ def test_nan_log_probs_stop_saves_before_the_step_and_exits_3(common, tmp_path):
     assert tracker(save) == 1 and set(_steps(save)) == {1}
 
 
+@pytest.mark.e2e
 def test_uniform_batch_skips_the_update_and_over_long_prompts_are_dropped(common, tiny_text_checkpoint, tmp_path):
     save = tmp_path / "uniform"
     res = _rl([*common, "rl.steps=1", f"rl.reward_fn={REWARDS}:constant", "rl.max_prompt_length=200",
@@ -118,6 +127,7 @@ def test_uniform_batch_skips_the_update_and_over_long_prompts_are_dropped(common
     assert "resumed from" in res.stdout and "RL done: 2 steps" in res.stdout
 
 
+@pytest.mark.e2e
 def test_hanging_custom_reward_is_bounded_counted_and_recovers(common, tmp_path):
     save = tmp_path / "hang"
     res = _rl([*common, f"rl.reward_fn={REWARDS}:hang_once", "rl.reward_timeout=3", "rl.reward_timeout_score=-1",
@@ -131,6 +141,57 @@ def test_hanging_custom_reward_is_bounded_counted_and_recovers(common, tmp_path)
     assert s[2]["fault/uniform_steps"] == 0 and s[2]["actor/grad_norm"] > 0
 
 
+@pytest.mark.e2e
 def test_custom_reward_error_is_reported(common, tmp_path):
     res = _rl([*common, f"rl.reward_fn={REWARDS}:boom", f"checkpoint.save={tmp_path / 'boom'}"], expect_rc=1)
     assert "ZeroDivisionError: reward exploded" in res.stderr
+
+
+# ----- unit level: the guards' decisions and the reward worker, no model ------------------------------
+
+def _check(old, scores, reasons=None, step=0, **kw):
+    mask = torch.tensor([[0.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    batch = SimpleNamespace(old_log_probs=old, ref_log_probs=None, mask=mask)
+    rewards = [RewardResult(s, False, None, r) for s, r in zip(scores, reasons or ["custom"] * len(scores))]
+    out = check_rollout(step, batch, rewards, 2, **{"grpo": True, "other_loss_terms": False, "nan_policy": "skip", **kw})
+    return {k: out[k] for k in ("fault/nan_steps", "fault/uniform_steps", "fault/reward_timeouts", "skip", "stop")}
+
+
+def test_guard_decisions(monkeypatch):
+    monkeypatch.delenv("OCTO_FAULT_INJECT", raising=False)
+    old = torch.zeros(2, 3)
+    old[1, 2] = float("nan")  # not a response token: ignored
+    assert _check(old, [1.0, 0.0]) == {"fault/nan_steps": 0.0, "fault/uniform_steps": 0.0,
+                                       "fault/reward_timeouts": 0.0, "skip": False, "stop": False}
+    old[1, 1] = float("inf")
+    assert _check(old, [1.0, 0.0]) == {"fault/nan_steps": 1.0, "fault/uniform_steps": 0.0,
+                                       "fault/reward_timeouts": 0.0, "skip": True, "stop": False}
+    assert _check(old, [1.0, 0.0], nan_policy="stop")["stop"] is True
+    ok = torch.zeros(2, 3)
+    # All samples of the group scored the same: skipped, unless an entropy/KL term remains; PPO never.
+    assert _check(ok, [0.5, 0.5])["skip"] and _check(ok, [0.5, 0.5])["fault/uniform_steps"] == 1
+    assert not _check(ok, [0.5, 0.5], other_loss_terms=True)["skip"]
+    assert _check(ok, [0.5, 0.5], grpo=False) == {"fault/nan_steps": 0.0, "fault/uniform_steps": 0.0,
+                                                  "fault/reward_timeouts": 0.0, "skip": False, "stop": False}
+    assert _check(ok, [-1.0, 0.0], ["timeout", "custom"])["fault/reward_timeouts"] == 1
+    # Test-only injection: OCTO_FAULT_INJECT=step:N=nan poisons RL step N (1-based).
+    monkeypatch.setenv("OCTO_FAULT_INJECT", "step:3=nan")
+    assert _check(torch.zeros(2, 3), [1.0, 0.0], step=2)["fault/nan_steps"] == 1
+    assert _check(torch.zeros(2, 3), [1.0, 0.0], step=1)["fault/nan_steps"] == 0
+
+
+def test_reward_worker_times_out_restarts_and_reports_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCTO_TEST_HANG_MARKER", str(tmp_path / "hung"))
+    worker = RewardWorker(f"{REWARDS}:hang_once", timeout=2)
+    try:
+        res = custom_rewards(worker, ["ab", "abcd"], ["1", "2"], timeout_score=-1.0)
+        assert [(r.score, r.reason) for r in res] == [(-1.0, "timeout")] * 2
+        assert [r.score for r in custom_rewards(worker, ["ab", "abcd"], ["1", "2"])] == [0.02, 0.04]
+    finally:
+        worker.close()
+    broken = RewardWorker(f"{REWARDS}:boom", timeout=30)
+    with pytest.raises(RuntimeError, match="ZeroDivisionError: reward exploded"):
+        broken(["x"], ["1"])
+    broken.close()
+    with pytest.raises(RuntimeError, match="no function 'nope'"):
+        RewardWorker(f"{REWARDS}:nope", timeout=30)(["x"], ["1"])

@@ -73,7 +73,7 @@ def test_rl_templates():
 
 
 def test_protocol_registry():
-    assert set(PROTOCOLS) == {"gsm8k_8shot", "minerva_4shot", "amc_0shot", "orz_base", "simple"}
+    assert set(PROTOCOLS) == {"gsm8k_8shot", "minerva_4shot", "amc_0shot", "orz_base", "simple", "few_shot"}
     assert get_protocol("gsm8k_8shot").stop == ("\nQ:",)
     assert get_protocol("minerva_4shot").stop == ("\nProblem:",)
     assert get_protocol("amc_0shot").stop == ("\nQ:",)
@@ -84,3 +84,17 @@ def test_protocol_registry():
     assert build_prompt("orz_base", Q) == rl_prompt(Q)
     with pytest.raises(ValueError, match="unknown protocol 'nope'"):
         get_protocol("nope")
+
+
+def test_few_shot_rl_template():
+    from megatron_octo.eval.answer import extract_answer
+    from megatron_octo.eval.prompts import FEW_SHOT_EXEMPLARS, rl_stop
+
+    p = rl_prompt("What is 2 + 2?", "few_shot")
+    assert p == FEW_SHOT_EXEMPLARS + "Question:\nWhat is 2 + 2?\nAnswer:\n"
+    blocks = FEW_SHOT_EXEMPLARS.strip().split("\n\n")
+    assert len(blocks) == 4 and all(b.startswith("Question:\n") for b in blocks)
+    assert [extract_answer(b, "boxed") for b in blocks] == ["6", "5", "39", "8"]
+    assert "Question:" in rl_stop("few_shot")  # the next exemplar never gets generated
+    with pytest.raises(ValueError, match="few_shot"):
+        rl_prompt("q", "nope")
