@@ -28,7 +28,7 @@ demo-smoke: $(STAMP)
 	$(BIN)/python -m megatron_octo.demo --smoke --out runs/demo-smoke
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra tests
+	$(BIN)/python -m pytest -q -ra --durations=25 tests
 
 # Unit tests only (no torchrun, no end-to-end runs).
 test-fast: $(STAMP)

@@ -25,9 +25,12 @@ own ``timing/*`` metrics plus a timer around the inference engine:
     instead of ``rl.logprobs._TokenLogProbs``.
 Each is a reference copy in this file, so the ratio is measured on the same machine, minutes apart.
 
-A random model writes no ``\\boxed{}``, so its reward phase grades nothing; the "grader" line times
-the math-verify reward on boxed responses separately. ``--profile`` adds torch.profiler's top
-operators (self CPU time) over the last "after" step.
+A random model writes no ``\\boxed{}``: under the math reward every response scores -1, every group
+is uniform and the update is skipped (rl/guards.py). So the step is rewarded by ``dense_reward``
+below (response length, a custom reward: the worker-process path of ``rl.reward_fn``), and the
+"grader" line times the math-verify reward on boxed responses separately (``--reward math`` uses it
+in the step, for a breakdown without an update). ``--profile`` adds torch.profiler's top
+operators (self CPU time) over one more "after" step (not in the timings).
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ def _run(cmd, env):
 def _median(xs):
     s = sorted(xs)
     return s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
+
+
+def dense_reward(responses, golds):
+    """Response length / 100: samples of a group differ, so every step has a policy gradient."""
+    return [len(r) / 100 for r in responses]
 
 
 # ----- references: the implementations the current code replaced ------------------------------
@@ -124,6 +132,7 @@ def rl_config(ckpt: str, prompts: str, args):
         f"rl.samples_per_prompt={args.samples}", f"rl.mini_batch_prompts={args.mini_batch}",
         f"rl.micro_batch_size={args.micro_batch}", f"rl.rollout_batch_size={args.rollout_batch}",
         f"rl.max_response_length={{0: {args.response}}}", f"rl.seed={args.seed}",
+        *([] if args.reward == "math" else [f"rl.reward_fn={os.path.abspath(__file__)}:dense_reward"]),
     ])
 
 
@@ -204,12 +213,12 @@ def measure(ckpt: str, prompts: str, args) -> dict:
     setup_s = time.perf_counter() - t
     timed = _Timed(trainer)
     timed.step(0)  # warm-up (engine buffers, grader pool start-up)
-    before, after, prof = [], [], None
-    for rep in range(args.reps):
+    before, after = [], []
+    for _ in range(args.reps):
         with before_code(trainer):
             before.append(timed.step(1)[0])  # consumed_samples stays 0: the same prompts every call
-        row, prof = timed.step(1, profile=args.profile and rep == args.reps - 1)
-        after.append(row)
+        after.append(timed.step(1)[0])
+    prof = timed.step(1, profile=True)[1] if args.profile else None  # an extra step, not timed
     trainer.writer.close()
     d = {"setup_s": round(setup_s, 2), "prompts_kept": len(trainer.prompts), "prompts_dropped": trainer.dropped,
          "after": _phases(after, cfg.rl.ppo_epochs), "before": _phases(before, cfg.rl.ppo_epochs)}
@@ -268,7 +277,7 @@ def grader_rate(args) -> dict:
 
 def print_report(d: dict, args) -> None:
     a, b = d["after"], d["before"]
-    print(f"rl_step: {args.preset} (random init), {args.prompts} prompts x {args.samples} samples, "
+    print(f"rl_step: {args.preset} (random init), {args.reward} reward, {args.prompts} prompts x {args.samples} samples, "
           f"{args.response}-token responses, rollout batch {args.rollout_batch}, micro-batch {args.micro_batch}, "
           f"{args.threads} threads, {args.reps} before/after pair(s)")
     print(f"  set-up {d['setup_s']} s ({d['prompts_kept']} prompts kept, {d['prompts_dropped']} over the length limit)")
@@ -310,10 +319,12 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=1, help="before/after step pairs (medians are reported)")
     p.add_argument("--seed", type=int, default=1234, help="rl.seed: picks the step's prompts")
     p.add_argument("--prompt-limit", type=int, default=0, help="use the first N MATH8K problems (0 = all)")
+    p.add_argument("--reward", choices=("dense", "math"), default="dense",
+                   help="dense: response length (every step updates); math: the default math-verify reward")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5, help="timings of the log-prob kernel comparison (median)")
     p.add_argument("--grader-responses", type=int, default=64)
-    p.add_argument("--profile", action="store_true", help="torch.profiler over the last 'after' step")
+    p.add_argument("--profile", action="store_true", help="torch.profiler over one more 'after' step")
     p.add_argument("--profile-top", type=int, default=15)
     p.add_argument("--quick", action="store_true", help="2 prompts x 2 samples, 16-token responses, the first 512 problems (about a minute)")
     p.add_argument("--workdir", default=None, help="where the checkpoint goes (default: a temporary directory)")
@@ -341,7 +352,7 @@ def main(argv=None) -> int:
     d["ratios"] = {"forward_over_update": round(ph["old_logprob"]["tokens_per_s"] / ph["update"]["tokens_per_s"], 3),
                    "generate_over_forward": round(ph["generate"]["tokens_per_s"] / ph["old_logprob"]["tokens_per_s"], 4),
                    "rollout_share": round(ph["generate"]["share"] + ph["reward"]["share"], 4)}
-    d.update(preset=args.preset, prompts=args.prompts, samples=args.samples, response=args.response,
+    d.update(preset=args.preset, reward=args.reward, prompts=args.prompts, samples=args.samples, response=args.response,
              threads=args.threads, reps=args.reps)
     print_report(d, args)
     from megatron_octo.runtime import distributed as rt

@@ -68,7 +68,7 @@ class Stage:
     name: str  # directory / report name
     title: str
     cmd: list[str]
-    weight: float  # expected share of the run's time, for the estimate
+    weight: float  # expected seconds of the full demo on 2 idle cores, for the time-left estimate
     nthreads: int = 1
 
 
@@ -86,22 +86,22 @@ def plan(out: str, nproc: int, branches: list[str], budget: Budget) -> list[Stag
     py = sys.executable
     stages = [
         Stage("task", "write the synthetic arithmetic task",
-              [py, "-m", "tokenization.synthetic_arith", "--out", arith, *budget.task], 0.2),
+              [py, "-m", "tokenization.synthetic_arith", "--out", arith, *budget.task], 1.0),
         Stage("tokenizer", "train the demo tokenizer (SentencePiece, 2K)", [
             py, "-m", "tokenization.train_tokenizer", "--input", f"{arith}/arith_web.jsonl.gz",
             "data/corpus/math_web.jsonl.gz", "--input-qa", f"{arith}/arith_qa_long.jsonl.gz:long_cot",
             f"{arith}/arith_qa_short.jsonl.gz:short_cot", "data/corpus/qa_long.jsonl.gz:long_cot",
             "data/corpus/qa_short.jsonl.gz:short_cot", "--vocab-size", "2048",
-            "--max-lines", str(budget.tokenizer_lines), "--output", tok[:-len(".model")]], 1.0),
+            "--max-lines", str(budget.tokenizer_lines), "--output", tok[:-len(".model")]], 8.0),
         Stage("tokenize", "tokenize the corpora, write the mixtures",
-              [py, "-m", "tokenization.build_demo_data", "--out", data, "--tokenizer", tok, "--arith", arith], 0.3),
+              [py, "-m", "tokenization.build_demo_data", "--out", data, "--tokenizer", tok, "--arith", arith], 5.0),
         Stage("stable", "stable stage", _torchrun(nproc, "megatron_octo.train", "recipes/demo/stable.yaml", [
-            *common, f"checkpoint.save={out}/stable", *budget.stable]), 5.0),
+            *common, f"checkpoint.save={out}/stable", *budget.stable]), 300.0),
     ]
     for b in branches:
         stages.append(Stage(f"decay_{b}", f"decay branch '{b}'", _torchrun(
             nproc, "megatron_octo.train", f"recipes/demo/decay_{b}.yaml",
-            [*common, f"checkpoint.save={out}/decay_{b}", f"checkpoint.init_from={out}/stable", *budget.decay]), 2.0))
+            [*common, f"checkpoint.save={out}/decay_{b}", f"checkpoint.init_from={out}/stable", *budget.decay]), 130.0))
     rl_common = [f"tokenizer.path={tok}", f"rl.prompts={arith}/arith_rl.jsonl.gz",
                  f"rl.val_benchmarks={arith}/arith_heldout.jsonl", *budget.rl]
     for b in ["control", *branches]:
@@ -109,7 +109,7 @@ def plan(out: str, nproc: int, branches: list[str], budget: Budget) -> list[Stag
         stages.append(Stage(f"rl_{b}", f"GRPO from {'the stable checkpoint (control)' if b == 'control' else b}",
                             _torchrun(nproc, "megatron_octo.rl", "recipes/demo/rl_grpo.yaml", [
                                 *rl_common, f"checkpoint.init_from={src}", f"checkpoint.save={out}/rl_{b}",
-                                f"run_name=demo-rl-{b}"]), 2.5))
+                                f"run_name=demo-rl-{b}"]), 150.0))
     return stages
 
 
@@ -122,7 +122,7 @@ def eval_stages(out: str, models: list[str], budget: Budget) -> list[Stage]:
         stages.append(Stage(f"eval_{m}", f"evaluate {m}", [
             sys.executable, "-m", "megatron_octo.eval", "--checkpoint", f"{out}/{m}", "--benchmarks", arith,
             "--protocol", "rl", "--template", "orz_base", "--limit", str(budget.eval_limit),
-            "--max-new-tokens", "192", "--batch-size", "64", "--out", f"{out}/eval/{m}"], 0.5, nthreads=2))
+            "--max-new-tokens", "192", "--batch-size", "64", "--out", f"{out}/eval/{m}"], 30.0, nthreads=2))
     return stages
 
 
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     rl_names = [f"rl_{b}" for b in ["control", *branches]]
     stages = plan(out, args.nproc, branches, budget) + eval_stages(out, rl_names, budget)
     total = len(stages) + 2  # + export + report
-    weights_total = sum(s.weight for s in stages) + 0.5
+    weights_total = sum(s.weight for s in stages) + 20.0
     facts = {"command": " ".join([os.path.basename(sys.executable), "-m", "megatron_octo.demo", *(argv or sys.argv[1:])]),
              "smoke": args.smoke, "stages": {}, "synthetic": {
                  "rl_*": "RL reward and held-out accuracy are on the synthetic arithmetic task",

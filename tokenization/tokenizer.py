@@ -147,7 +147,7 @@ class EncoderSpec:
         out = {"library": self.library, "path": self.path, "vocab_size": self.vocab_size,
                "eod": self.eod, "eod_token": self.eod_token}
         if self.path and os.path.isfile(self._file()):
-            out["sha256"] = _sha256_file(self._file())
+            out["sha256"] = sha256_file(self._file())
         return out
 
     def _file(self) -> str:
@@ -156,7 +156,7 @@ class EncoderSpec:
         return self.path or ""
 
 
-def _sha256_file(path: str) -> str:
+def sha256_file(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -98,3 +98,25 @@ def ensure_optimizer_state(model, optimizer) -> None:
     finally:
         for g, lr in zip(optimizer.param_groups, lrs):
             g["lr"] = lr
+
+
+def on_first_tp_rank(compute):
+    """``compute()`` on the first tensor-parallel rank of this replica, its result (or its error)
+    broadcast to the others. Rewards are graded once per replica, not once per TP rank, and a reward
+    time-out (a race against a clock) cannot give the ranks of one replica different rewards."""
+    from megatron.core import parallel_state as ps
+
+    if not dist.is_initialized() or ps.get_tensor_model_parallel_world_size() == 1:
+        return compute()
+    box = [None]
+    if ps.get_tensor_model_parallel_rank() == 0:
+        try:
+            box[0] = ("ok", compute())
+        except Exception as exc:  # noqa: BLE001 - raised on every rank below, not only here
+            box[0] = ("error", f"{type(exc).__name__}: {exc}")
+    dist.broadcast_object_list(box, src=ps.get_tensor_model_parallel_src_rank(),
+                               group=ps.get_tensor_model_parallel_group())
+    kind, value = box[0]
+    if kind == "error":
+        raise RuntimeError(f"reward failed on tensor-parallel rank 0: {value}")
+    return value

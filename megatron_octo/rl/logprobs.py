@@ -24,45 +24,44 @@ def _tp():
 class _TokenLogProbs(torch.autograd.Function):
     """log softmax(x / T)[label] over the vocabulary split across TP ranks, without copying ``x``.
 
-    Forward: one fused ``logsumexp`` pass per shard (combined over TP as ``M + log sum exp(lse_r -
-    M)``) and a gather of the label's logit (summed over TP; zero on ranks that do not hold it).
-    Backward: ``g * (onehot(label) - softmax(x / T)) / T`` on this rank's shard, the only full-size
-    allocation. megatron's ``vocab_parallel_cross_entropy`` computes the same value but overwrites
-    its input, so the old path had to clone and transpose the logits first.
+    megatron's ``vocab_parallel_cross_entropy`` computes the same value but overwrites its input, so
+    the old path cloned (and transposed) the logits first, then made four more full passes. Here,
+    with gradients: one ``exp(x / T - max)`` pass into the tensor kept for backward, its sum (the
+    maxima and sums all-reduced over TP) and a gather of the label's logit (summed over TP; zero on
+    ranks that do not hold it); backward turns the kept tensor into ``g * (onehot(label) -
+    softmax) / T`` in place. Without gradients (the old-policy forward) nothing is kept, and the
+    values are bit for bit the ones the update's forward computes (PPO ratios start at exactly 1).
+    The backward consumes its saved tensor: a second backward (``retain_graph``) raises.
     """
 
     @staticmethod
     def forward(ctx, logits, labels, temperature):
-        group, rank, size = _tp()
+        group, rank, _ = _tp()
         part = logits.shape[-1]
-        start = rank * part
-        local = labels - start
+        local = labels - rank * part
         outside = (local < 0) | (local >= part)
         local = local.masked_fill(outside, 0)
         scaled = logits if temperature == 1.0 else logits / temperature
-        lse = torch.logsumexp(scaled, dim=-1)
         picked = scaled.gather(-1, local.unsqueeze(-1)).squeeze(-1).masked_fill(outside, 0.0)
-        del scaled
         if group is not None:
-            m = lse.clone()
-            dist.all_reduce(m, op=dist.ReduceOp.MAX, group=group)
-            s = torch.exp(lse - m)
-            dist.all_reduce(s, op=dist.ReduceOp.SUM, group=group)
-            lse = m + torch.log(s)
             dist.all_reduce(picked, op=dist.ReduceOp.SUM, group=group)
-        ctx.save_for_backward(logits, lse, local, outside)
-        ctx.temperature = temperature
-        return picked - lse
+        m = scaled.amax(dim=-1)
+        if group is not None:
+            dist.all_reduce(m, op=dist.ReduceOp.MAX, group=group)
+        e = torch.sub(scaled, m.unsqueeze(-1), out=None if scaled is logits else scaled).exp_()
+        s = e.sum(dim=-1)
+        if group is not None:
+            dist.all_reduce(s, op=dist.ReduceOp.SUM, group=group)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(e, s, local, outside)
+            ctx.temperature = temperature
+        return picked - m - torch.log(s)
 
     @staticmethod
     def backward(ctx, grad):
-        logits, lse, local, outside = ctx.saved_tensors
-        t = ctx.temperature
-        g = grad if t == 1.0 else grad / t
-        out = torch.sub(logits, lse.unsqueeze(-1) * t)  # = T * (x / T - lse)
-        if t != 1.0:
-            out.div_(t)
-        out.exp_().mul_(-g.unsqueeze(-1))
+        e, s, local, outside = ctx.saved_tensors
+        g = grad if ctx.temperature == 1.0 else grad / ctx.temperature
+        out = e.mul_((-g / s).unsqueeze(-1))  # -g * softmax, in place
         out.scatter_add_(-1, local.unsqueeze(-1), g.masked_fill(outside, 0.0).unsqueeze(-1))
         return out, None, None
 

@@ -211,13 +211,16 @@ class RLTrainer:
             stop=list(rl_stop(r.template))))
         flat = [g for per in gens for g in per]
         golds = [self.golds[i] for i in mine for _ in range(r.samples_per_prompt)]
+        from megatron_octo.rl.guards import on_first_tp_rank
+
         if self.reward_fn is not None:
             from megatron_octo.rl.custom_reward import custom_rewards
 
-            rewards = custom_rewards(self.reward_fn, [g.text for g in flat], golds, r.reward_timeout_score)
+            reward = partial(custom_rewards, self.reward_fn, [g.text for g in flat], golds, r.reward_timeout_score)
         else:
-            rewards = compute_rewards([g.text for g in flat], golds, self.reward_cfg)
-        return mine, flat, rewards, cap
+            reward = partial(compute_rewards, [g.text for g in flat], golds, self.reward_cfg)
+        # Graded once per replica: time-outs cannot make its tensor-parallel ranks disagree.
+        return mine, flat, on_first_tp_rank(reward), cap
 
     def _forward_log_probs(self, model, batch: Batch, with_entropy: bool = False):
         """Per-token log-probs of batch.tokens[:, 1:] (and entropy) without gradients, micro-batched."""

@@ -5,7 +5,7 @@ Layout of ``<save>/``::
     iter_0000010/                    megatron dist checkpoint (model, optimizer, RNG)
     iter_0000010/trainer_state.json  iteration, consumed samples/tokens, schedule, data position
     iter_0000010/config.yaml         the run's full config
-    iter_0000010/manifest.json       size and SHA-256 of every file above (see integrity.py)
+    iter_0000010/manifest.json       size and SHA-256 of the files above but config.yaml (integrity.py)
     latest_checkpointed_iteration.txt
 
 A save goes to ``iter_NNNNNNN.tmp``, is renamed when every rank has finished, and only then does

@@ -3,7 +3,9 @@
 * ``manifest.json`` in every iteration directory lists the size and SHA-256 of each file. It is
   written at save, before the directory is renamed into place, with the hashing spread over the
   ranks; :func:`verify` checks it at load (``checkpoint.verify``: ``checksum``, ``size`` or
-  ``off``) and raises :class:`CorruptCheckpointError` naming every bad file.
+  ``off``) and raises :class:`CorruptCheckpointError` naming every bad file. ``config.yaml`` is left
+  out: it is the editable copy of the run's settings (a tokenizer path may need fixing after a
+  move), and what it says about the model is checked against the tensors' shapes at load.
 * A megatron ``torch_dist`` checkpoint holds pickles: torch's ``.metadata``, megatron's
   ``common.pt`` and byte objects (RNG state, extra state) inside the ``*.distcp`` files, which
   torch unpickles with ``weights_only=False``. :func:`check_pickles` reads each of them first with a
@@ -14,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -26,8 +27,10 @@ import torch
 import torch.distributed as dist
 
 from megatron_octo.training.checkpointing import CheckpointError, iter_dir_name
+from tokenization.tokenizer import sha256_file
 
 MANIFEST = "manifest.json"
+_UNCHECKED = (MANIFEST, "config.yaml")
 VERIFY_MODES = ("checksum", "size", "off")
 _ITER_RE = re.compile(r"^iter_(\d{7})$")
 
@@ -73,20 +76,12 @@ def _from_rank0(obj):
 
 # ----- manifest ------------------------------------------------------------------------------
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _list_files(ckpt_dir: str) -> list[str]:
     names = []
     for root, _, files in os.walk(ckpt_dir):
         for f in files:
             rel = os.path.relpath(os.path.join(root, f), ckpt_dir)
-            if rel != MANIFEST and not rel.endswith(".tmp"):
+            if rel not in _UNCHECKED and not rel.endswith(".tmp"):
                 names.append(rel)
     return sorted(names)
 
@@ -100,7 +95,7 @@ def build_manifest(ckpt_dir: str) -> tuple[Optional[dict], Optional[str]]:
     try:
         for name in names[rank::world]:
             path = os.path.join(ckpt_dir, name)
-            mine[name] = {"size": os.path.getsize(path), "sha256": _sha256(path)}
+            mine[name] = {"size": os.path.getsize(path), "sha256": sha256_file(path)}
     except OSError as exc:
         err = f"{type(exc).__name__}: {exc}"
     parts = gather((mine, err))
@@ -155,7 +150,7 @@ def verify(ckpt_dir: str, mode: str = "checksum") -> None:
         for name, _, digest in entries[rank::world]:
             p = os.path.join(ckpt_dir, name)
             try:
-                if _sha256(p) != digest:
+                if sha256_file(p) != digest:
                     mine.append(f"{p}: SHA-256 differs from the manifest (corrupted)")
             except OSError as exc:
                 mine.append(f"{p}: unreadable: {exc}")
