@@ -29,7 +29,8 @@ def main():
     gen = Generator(model, tok, max_sequence_length=128, max_batch_size=8, seed=5)
     prompts = ["Problem: 2 + 2 = ?", "The derivative of x^2 is"]
     outs = gen.generate(prompts, SamplingConfig(max_new_tokens=12, temperature=1.0, n=2, return_log_probs=True))
-    worst = 0.0
+    worst = 0.0  # our log-prob kernel vs a dense log-softmax of the same logits
+    worst_engine = 0.0  # the engine's sampled-token log-probs vs the training forward's
     worst_ent = 0.0
     from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
     for per in outs:
@@ -48,8 +49,8 @@ def main():
             assert len(g.log_probs) == len(g.tokens), (len(g.log_probs), len(g.tokens))
             if "--debug" in sys.argv:
                 print(lp.tolist(), g.log_probs, dense_lp.tolist(), g.prompt_tokens, g.tokens)
-            worst = max(worst, (lp - torch.tensor(g.log_probs)).abs().max().item(),
-                        (lp - dense_lp).abs().max().item())
+            worst_engine = max(worst_engine, (lp - torch.tensor(g.log_probs)).abs().max().item())
+            worst = max(worst, (lp - dense_lp).abs().max().item())
             worst_ent = max(worst_ent, (ent - dense).abs().max().item())
     # Gradients of the vocab-parallel log-probs equal the dense log-softmax's (temperature != 1 too).
     from megatron.core import parallel_state as ps
@@ -91,10 +92,13 @@ def main():
     assert worst_rope <= 1e-5, f"cached-RoPE decoding differs from megatron's by {worst_rope}"
     n = sum(len(g.tokens) for per in outs for g in per)
     assert n > 0, "nothing generated"
-    assert worst <= 1e-5, f"rollout vs forward log-probs differ by {worst}"
+    assert worst <= 1e-5, f"log-probs differ from a dense log-softmax by {worst}"
+    # Two fp32 computations (decoding with a KV cache vs one pass): a few ulps of the logits. Over 32
+    # sampling seeds of this setup the largest difference was 1.9e-6..1.05e-5 (log-probs ~ -8).
+    assert worst_engine <= 2e-5, f"rollout vs forward log-probs differ by {worst_engine}"
     assert worst_ent <= 1e-4, f"entropy differs by {worst_ent}"
     if torch.distributed.get_rank() == 0:
-        print(f"OK tp={tp} tokens={n} max|dlogp|={worst:.2e} max|dH|={worst_ent:.2e} max|dgrad|={worst_grad:.2e} max|dlogp rope|={worst_rope:.2e}")
+        print(f"OK tp={tp} tokens={n} max|dlogp|={worst:.2e} max|dlogp engine|={worst_engine:.2e} max|dH|={worst_ent:.2e} max|dgrad|={worst_grad:.2e} max|dlogp rope|={worst_rope:.2e}")
     rt.shutdown()
 
 
