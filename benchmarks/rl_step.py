@@ -8,13 +8,17 @@ A random-weight checkpoint of the preset (the bundled SentencePiece tokenizer) i
 trainer (train.tokens=0); then the real ``RLTrainer`` (recipes/tiny/rl_grpo.yaml: MATH8K prompts with
 the orz_base template, the math-verify reward) runs one warm-up step and then, ``--reps`` times,
 the same step (same prompts, same sampling seed) once with the code this project replaced ("before")
-and once as it is ("after"), alternating so that load drifts hit both. Per phase, from the trainer's
-own ``timing/*`` metrics plus a timer around the inference engine:
+and once as it is ("after"), alternating so that load drifts hit both. Per phase: CPU seconds of the
+process (the figures compared: on a shared machine wall time swings with the load of others), wall
+seconds, the phase's share of the step's CPU time and its tokens per CPU-second:
 
-  generate     rollout sampling with megatron's static engine          generated tokens / s
-  reward       grading the responses (inside the rollout phase)        response tokens / s
-  old_logprob  no-grad forward for the old log-probs                   sequence tokens / s
-  update       clipped-surrogate forward + backward + optimizer step   sequence tokens x epochs / s
+  generate     rollout sampling with megatron's static engine          generated tokens
+  reward       grading the responses (worker processes: wall only)     -
+  old_logprob  no-grad forward for the old log-probs                   sequence tokens
+  update       clipped-surrogate forward + backward + optimizer step   sequence tokens x epochs
+
+plus counts no load can blur: the engine's forward passes, the positions they feed and the keys each
+layer rotates.
 
 "before" swaps back in, for that step only:
   * megatron's stock ``SelfAttention`` (re-applies RoPE to the whole KV cache at every decoded token)
@@ -131,60 +135,99 @@ def rl_config(ckpt: str, prompts: str, args):
         "rl.val_interval=0", "rl.steps=1000", f"rl.prompts_per_step={args.prompts}",
         f"rl.samples_per_prompt={args.samples}", f"rl.mini_batch_prompts={args.mini_batch}",
         f"rl.micro_batch_size={args.micro_batch}", f"rl.rollout_batch_size={args.rollout_batch}",
-        f"rl.max_response_length={{0: {args.response}}}", f"rl.seed={args.seed}",
+        # Step 0 (the warm-up) generates 4 tokens, the measured step 1 the full length.
+        f"rl.max_response_length={{0: 4, 1: {args.response}}}", f"rl.seed={args.seed}",
         *([] if args.reward == "math" else [f"rl.reward_fn={os.path.abspath(__file__)}:dense_reward"]),
     ])
 
 
 class _Timed:
-    """Times the generator's generate() (whatever implementation is installed) per step."""
+    """Measures one trainer step per phase: wall seconds (from the trainer's ``timing/*`` plus a timer
+    around the engine) and CPU seconds of this process (``time.process_time``, all threads), which a
+    busy machine blurs much less than wall time. It also counts what load cannot blur at all: the
+    engine's forward passes (prefills + decode steps), the positions they feed (batch rows x new
+    positions) and the keys each layer rotates (megatron's attention re-rotates the whole cache,
+    rows x positions so far, at every pass)."""
 
     def __init__(self, trainer):
-        self.trainer, self.log = trainer, []
+        from megatron_octo.models.cached_rope_attention import CachedRopeSelfAttention
 
-    def wrap(self):
-        inner = self.trainer.generator.generate
+        self.trainer = trainer
+        self.counts: dict = {}
+        wrapped = trainer.generator.controller.inference_wrapped_model
+        forward = wrapped.run_one_forward_step
+        attn = next(m for m in trainer.model.modules() if isinstance(m, CachedRopeSelfAttention))
 
-        def timed(prompts, sc):
-            t0 = time.perf_counter()
-            out = inner(prompts, sc)
-            self.log.append((time.perf_counter() - t0, sum(len(g.tokens) for per in out for g in per),
-                             sum(len(g.prompt_tokens) + len(g.tokens) for per in out for g in per)))
+        def counted(inputs, *args, **kwargs):
+            rows, new = inputs["tokens"].shape
+            cached = isinstance(attn, CachedRopeSelfAttention)  # before_code() swaps the class
+            c = self.counts
+            c["engine_passes"] += 1
+            c["engine_positions"] += rows * new
+            c["rotated_keys"] += rows * (new if cached else int(inputs["position_ids"].max()) + 1)
+            return forward(inputs, *args, **kwargs)
+
+        wrapped.run_one_forward_step = counted
+
+    def _cpu_timed(self, obj, name: str, key: str, record=None):
+        """Wrap ``obj.name`` to add its CPU seconds to ``counts[key_cpu_s]``; returns the undo."""
+        had, inner = name in vars(obj), getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = inner(*args, **kwargs)
+            self.counts[key + "_cpu_s"] += time.process_time() - c0
+            if record:
+                record(time.perf_counter() - t0, out)
             return out
 
-        self.trainer.generator.generate = timed
-        return inner
+        setattr(obj, name, timed)
+        return lambda: setattr(obj, name, inner) if had else delattr(obj, name)
 
     def step(self, index: int, profile: bool = False):
-        self.log.clear()
-        inner = self.wrap()
+        c = self.counts = dict.fromkeys(("engine_passes", "engine_positions", "rotated_keys", "generate_cpu_s",
+                                         "old_logprob_cpu_s", "update_cpu_s"), 0)
+
+        def gen_record(secs, out):
+            c["generate_s"] = secs
+            c["generated_tokens"] = sum(len(g.tokens) for per in out for g in per)
+            c["sequence_tokens"] = sum(len(g.prompt_tokens) + len(g.tokens) for per in out for g in per)
+
+        tr = self.trainer
+        undo = [self._cpu_timed(tr.generator, "generate", "generate", gen_record),
+                self._cpu_timed(tr, "_forward_log_probs", "old_logprob"), self._cpu_timed(tr, "_update", "update")]
         prof = None
+        c0 = time.process_time()
         try:
             if profile:
                 from torch.profiler import ProfilerActivity, profile as torch_profile
 
                 with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-                    m = self.trainer.step(index)
+                    m = tr.step(index)
             else:
-                m = self.trainer.step(index)
+                m = tr.step(index)
         finally:
-            self.trainer.generator.generate = inner
-        g_s, g_tok, seq_tok = self.log[0]
-        return {"step_s": m["timing/step_s"], "generate_s": g_s, "reward_s": max(m["timing/rollout_s"] - g_s, 0.0),
-                "old_logprob_s": m["timing/old_log_prob_s"], "update_s": m["timing/update_s"],
-                "generated_tokens": g_tok, "sequence_tokens": seq_tok}, prof
+            c["step_cpu_s"] = time.process_time() - c0
+            for u in undo:
+                u()
+        c["reward_cpu_s"] = 0.0  # a custom reward runs in its worker process; the grader in its pool
+        return {"step_s": m["timing/step_s"], "reward_s": max(m["timing/rollout_s"] - c["generate_s"], 0.0),
+                "old_logprob_s": m["timing/old_log_prob_s"], "update_s": m["timing/update_s"], **c}, prof
 
 
 def _phases(rows: list[dict], epochs: int) -> dict:
+    """Medians over the rows; per phase wall and CPU seconds, CPU share of the step, tokens per CPU-second."""
     avg = {k: _median([r[k] for r in rows]) for k in rows[0]}
     tok = {"generate": avg["generated_tokens"], "reward": avg["generated_tokens"],
            "old_logprob": avg["sequence_tokens"], "update": avg["sequence_tokens"] * epochs}
-    out = {"step_s": round(avg["step_s"], 3), "generated_tokens": int(avg["generated_tokens"]),
-           "sequence_tokens": int(avg["sequence_tokens"]), "phases": {}}
+    out = {"step_s": round(avg["step_s"], 3), "step_cpu_s": round(avg["step_cpu_s"], 3), "phases": {},
+           **{k: int(avg[k]) for k in ("generated_tokens", "sequence_tokens", "engine_passes", "engine_positions",
+                                       "rotated_keys")}}
     for p in PHASES:
-        secs = avg[f"{p}_s"]
-        out["phases"][p] = {"s": round(secs, 4), "share": round(secs / avg["step_s"], 4),
-                            "tokens_per_s": round(tok[p] / max(secs, 1e-9), 1)}
+        cpu = avg[f"{p}_cpu_s"]
+        out["phases"][p] = {"s": round(avg[f"{p}_s"], 4), "cpu_s": round(cpu, 4),
+                            "share": round(cpu / avg["step_cpu_s"], 4),
+                            "tokens_per_cpu_s": round(tok[p] / max(cpu, 1e-9), 1)}
     out["other_share"] = round(1 - sum(v["share"] for v in out["phases"].values()), 4)
     return out
 
@@ -212,7 +255,7 @@ def measure(ckpt: str, prompts: str, args) -> dict:
     trainer.setup()
     setup_s = time.perf_counter() - t
     timed = _Timed(trainer)
-    timed.step(0)  # warm-up (engine buffers, grader pool start-up)
+    timed.step(0)  # warm-up (engine buffers, reward worker start-up), a short one
     before, after = [], []
     for _ in range(args.reps):
         with before_code(trainer):
@@ -222,17 +265,42 @@ def measure(ckpt: str, prompts: str, args) -> dict:
     trainer.writer.close()
     d = {"setup_s": round(setup_s, 2), "prompts_kept": len(trainer.prompts), "prompts_dropped": trainer.dropped,
          "after": _phases(after, cfg.rl.ppo_epochs), "before": _phases(before, cfg.rl.ppo_epochs)}
-    d["speedup"] = {p: round(d["before"]["phases"][p]["s"] / max(d["after"]["phases"][p]["s"], 1e-9), 2)
+    # Speed-ups in CPU seconds (wall seconds in "speedup_wall": on a shared machine they swing with load).
+    d["speedup"] = {p: round(d["before"]["phases"][p]["cpu_s"] / max(d["after"]["phases"][p]["cpu_s"], 1e-9), 2)
                     for p in ("generate", "old_logprob", "update")}
-    d["speedup"]["step"] = round(d["before"]["step_s"] / d["after"]["step_s"], 2)
+    d["speedup"]["step"] = round(d["before"]["step_cpu_s"] / d["after"]["step_cpu_s"], 2)
+    d["speedup_wall"] = {p: round(d["before"]["phases"][p]["s"] / max(d["after"]["phases"][p]["s"], 1e-9), 2)
+                         for p in ("generate", "old_logprob", "update")}
+    d["speedup_wall"]["step"] = round(d["before"]["step_s"] / d["after"]["step_s"], 2)
+    for k in ("engine_passes", "engine_positions", "rotated_keys"):
+        d["speedup"][k] = round(d["before"][k] / d["after"][k], 2)
     if prof is not None:
         events = prof.key_averages()
         d["profile_total_s"] = round(sum(e.self_cpu_time_total for e in events) / 1e6, 3)
         d["profile"] = [(e.key, round(e.self_cpu_time_total / 1e6, 3))
                         for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:args.profile_top]]
     d["token_log_probs"] = logprob_kernel(args, trainer.model.module.vocab_size)
+    d["paper_step_plan"] = paper_step_plan(trainer)
     d["grader"] = grader_rate(args)
     return d
+
+
+def paper_step_plan(trainer) -> dict:
+    """Engine passes of one paper-scale GRPO step (128 MATH8K prompts x 16 samples, engine batches of
+    64) in prompt order vs ``plan_batches``, from the prompts' token counts (no model): a static
+    batch spanning prompt lengths [a, b] takes about b - a + cap passes."""
+    from megatron_octo.generation import plan_batches
+    from megatron_octo.rl.trainer import prompt_order
+
+    idx = prompt_order(len(trainer.prompts), 0, 128, trainer.cfg.rl.seed)
+    lengths = [len(trainer.tokenizer.tokenize(trainer.prompts[i])) for i in idx for _ in range(16)]
+    out = {}
+    for cap in (256, 2048):
+        passes = lambda batches: sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) + cap for b in batches)
+        before = passes([range(s, s + 64) for s in range(0, len(lengths), 64)])
+        after = passes(plan_batches(lengths, 64, cap))
+        out[f"cap_{cap}"] = {"before": before, "after": after, "ratio": round(before / after, 2)}
+    return out
 
 
 def logprob_kernel(args, vocab: int) -> dict:
@@ -276,29 +344,40 @@ def grader_rate(args) -> dict:
 
 
 def print_report(d: dict, args) -> None:
-    a, b = d["after"], d["before"]
+    a, b, sp, sw = d["after"], d["before"], d["speedup"], d["speedup_wall"]
     print(f"rl_step: {args.preset} (random init), {args.reward} reward, {args.prompts} prompts x {args.samples} samples, "
           f"{args.response}-token responses, rollout batch {args.rollout_batch}, micro-batch {args.micro_batch}, "
-          f"{args.threads} threads, {args.reps} before/after pair(s)")
+          f"{args.threads} thread(s), {args.reps} before/after pair(s) (medians)")
     print(f"  set-up {d['setup_s']} s ({d['prompts_kept']} prompts kept, {d['prompts_dropped']} over the length limit)")
     print(f"  step: {a['generated_tokens']} generated tokens, {a['sequence_tokens']} sequence tokens")
-    print(f"  {'phase':<12} {'after s':>8} {'share':>7} {'tokens/s':>10} | {'before s':>9} {'share':>7} "
-          f"{'tokens/s':>10} | {'speed-up':>8}")
+    print(f"  engine (after / before, counted): forward passes {a['engine_passes']} / {b['engine_passes']} "
+          f"({sp['engine_passes']}x), positions fed {a['engine_positions']:,} / {b['engine_positions']:,} "
+          f"({sp['engine_positions']}x), keys rotated per layer {a['rotated_keys']:,} / {b['rotated_keys']:,} "
+          f"({sp['rotated_keys']}x)")
+    print(f"  {'phase':<12} {'after CPU s':>11} {'share':>6} {'tok/CPU-s':>10} | {'before CPU s':>12} {'share':>6} "
+          f"{'tok/CPU-s':>10} | {'speed-up':>8} | {'wall s after / before':>21}")
     for p in PHASES:
         x, y = a["phases"][p], b["phases"][p]
-        sp = d["speedup"].get(p)
-        print(f"  {p:<12} {x['s']:>8.3f} {x['share']:>7.1%} {x['tokens_per_s']:>10,.0f} | {y['s']:>9.3f} "
-              f"{y['share']:>7.1%} {y['tokens_per_s']:>10,.0f} | {f'{sp:.2f}x' if sp else '':>8}")
-    print(f"  {'other':<12} {'':>8} {a['other_share']:>7.1%} {'':>10} | {'':>9} {b['other_share']:>7.1%}")
-    print(f"  {'step':<12} {a['step_s']:>8.3f} {'':>7} {'':>10} | {b['step_s']:>9.3f} {'':>7} {'':>10} | "
-          f"{d['speedup']['step']:>7.2f}x")
+        cpu = p != "reward"  # the reward runs in worker processes: wall time only
+        f = (lambda v: f"{v['cpu_s']:>11.3f} {v['share']:>6.1%} {v['tokens_per_cpu_s']:>10,.0f}") if cpu else (
+            lambda v: f"{'-':>11} {'':>6} {'':>10}")
+        g = (lambda v: f"{v['cpu_s']:>12.3f} {v['share']:>6.1%} {v['tokens_per_cpu_s']:>10,.0f}") if cpu else (
+            lambda v: f"{'-':>12} {'':>6} {'':>10}")
+        print(f"  {p:<12} {f(x)} | {g(y)} | {(f'{sp[p]:.2f}x' if p in sp else ''):>8} | "
+              f"{x['s']:>9.3f} / {y['s']:<9.3f}")
+    print(f"  {'other':<12} {'':>11} {a['other_share']:>6.1%} {'':>10} | {'':>12} {b['other_share']:>6.1%}")
+    print(f"  {'step':<12} {a['step_cpu_s']:>11.3f} {'':>6} {'':>10} | {b['step_cpu_s']:>12.3f} {'':>6} {'':>10} | "
+          f"{sp['step']:>7.2f}x | {a['step_s']:>9.3f} / {b['step_s']:<9.3f} ({sw['step']:.2f}x wall)")
     r = d["ratios"]
-    print(f"  ratios (after): old-logprob forward / update tokens/s = {r['forward_over_update']:.2f} (forward only vs "
-          f"forward+backward+step); generate / old-logprob tokens/s = {r['generate_over_forward']:.3f} (one token "
-          f"per step vs one pass over the sequence); rollout share of the step {r['rollout_share']:.1%}")
+    print(f"  ratios (after, CPU): old-logprob forward / update tokens per CPU-s = {r['forward_over_update']:.2f} "
+          f"(forward only vs forward+backward+step); generate / old-logprob = {r['generate_over_forward']:.3f} "
+          f"(one token per pass vs one pass over the sequence); generation share of the step {r['rollout_share']:.1%}")
     t = d["token_log_probs"]
     print(f"  token_log_probs fwd+bwd on {t['shape']}: before {t['before_s']} s, after {t['after_s']} s = "
           f"{t['speedup']}x (max |diff| {t['max_abs_diff']:.1e})")
+    pl = d["paper_step_plan"]
+    print("  paper-scale step (128 x 16 of these prompts, engine batches of 64), engine passes in prompt order / "
+          "planned: " + ", ".join(f"cap {k[4:]}: {v['before']:,} / {v['after']:,} ({v['ratio']}x)" for k, v in pl.items()))
     g = d["grader"]
     print(f"  grader: {g['responses']} boxed responses in {g['s']} s = {g['responses_per_s']} responses/s (math-verify)")
     if "profile" in d:
@@ -321,18 +400,18 @@ def main(argv=None) -> int:
     p.add_argument("--prompt-limit", type=int, default=0, help="use the first N MATH8K problems (0 = all)")
     p.add_argument("--reward", choices=("dense", "math"), default="dense",
                    help="dense: response length (every step updates); math: the default math-verify reward")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (python -m megatron_octo.rl's default: 1)")
     p.add_argument("--repeats", type=int, default=5, help="timings of the log-prob kernel comparison (median)")
     p.add_argument("--grader-responses", type=int, default=64)
     p.add_argument("--profile", action="store_true", help="torch.profiler over one more 'after' step")
     p.add_argument("--profile-top", type=int, default=15)
-    p.add_argument("--quick", action="store_true", help="2 prompts x 2 samples, 16-token responses, the first 512 problems (about a minute)")
+    p.add_argument("--quick", action="store_true", help="4 prompts x 2 samples, 16-token responses, 2 pairs, the first 512 problems (about a minute)")
     p.add_argument("--workdir", default=None, help="where the checkpoint goes (default: a temporary directory)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
     args = p.parse_args(argv)
     if args.quick:
-        args.prompts, args.samples, args.response, args.mini_batch, args.micro_batch = 2, 2, 16, 2, 2
-        args.rollout_batch, args.repeats, args.grader_responses, args.reps = 4, 3, 16, 1
+        args.prompts, args.samples, args.response, args.mini_batch, args.micro_batch = 4, 2, 16, 2, 4
+        args.rollout_batch, args.repeats, args.grader_responses, args.reps = 8, 3, 16, 2
         args.prompt_limit = args.prompt_limit or 512
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -349,9 +428,9 @@ def main(argv=None) -> int:
               f"checkpoint.save={tmp}/ckpt", f"data.cache_dir={tmp}/cache"], env)
         d = measure(f"{tmp}/ckpt", prompt_file(tmp, args.prompt_limit), args)
     ph = d["after"]["phases"]
-    d["ratios"] = {"forward_over_update": round(ph["old_logprob"]["tokens_per_s"] / ph["update"]["tokens_per_s"], 3),
-                   "generate_over_forward": round(ph["generate"]["tokens_per_s"] / ph["old_logprob"]["tokens_per_s"], 4),
-                   "rollout_share": round(ph["generate"]["share"] + ph["reward"]["share"], 4)}
+    d["ratios"] = {"forward_over_update": round(ph["old_logprob"]["tokens_per_cpu_s"] / ph["update"]["tokens_per_cpu_s"], 3),
+                   "generate_over_forward": round(ph["generate"]["tokens_per_cpu_s"] / ph["old_logprob"]["tokens_per_cpu_s"], 4),
+                   "rollout_share": round(ph["generate"]["share"], 4)}
     d.update(preset=args.preset, reward=args.reward, prompts=args.prompts, samples=args.samples, response=args.response,
              threads=args.threads, reps=args.reps)
     print_report(d, args)

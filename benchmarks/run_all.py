@@ -165,15 +165,21 @@ def _rl_step_parse(stdout: str, tmp: str) -> tuple[list[Row], dict]:
     a, b, sp = d["after"], d["before"], d["speedup"]
     pa, pb = a["phases"], b["phases"]
     setup = (f"{d['preset']}, {d['prompts']} prompts x {d['samples']} samples x {d['response']} tokens, "
-             f"{d['threads']} threads")
-    shares = lambda p: " / ".join(f"{100 * p[k]['share']:.0f}" for k in ("generate", "reward", "old_logprob", "update"))
+             f"{d['threads']} thread(s), medians of {d['reps']}")
+    phases = ("generate", "old_logprob", "update")
+    shares = lambda p: " / ".join(f"{100 * p[k]['share']:.0f}" for k in phases)
     return [
-        Row("rl_step", "step s, after / before (same step, one run)", f"{a['step_s']:.1f} / {b['step_s']:.1f}",
-            f"{sp['step']:.2f}x; {setup}"),
-        Row("rl_step", "share % generate / reward / old log-prob / update", shares(pa), f"before: {shares(pb)}"),
-        Row("rl_step", "tokens/s generate / old log-prob / update",
-            " / ".join(f"{pa[k]['tokens_per_s']:,.0f}" for k in ("generate", "old_logprob", "update")),
-            f"speed-up {sp['generate']:.2f}x / {sp['old_logprob']:.2f}x / {sp['update']:.2f}x vs before"),
+        Row("rl_step", "step CPU s, after / before (same step, one run)",
+            f"{a['step_cpu_s']:.1f} / {b['step_cpu_s']:.1f}",
+            f"{sp['step']:.2f}x (wall {a['step_s']:.1f} / {b['step_s']:.1f} s); {setup}"),
+        Row("rl_step", "CPU share % generate / old log-prob / update", shares(pa), f"before: {shares(pb)}"),
+        Row("rl_step", "tokens per CPU-s generate / old log-prob / update",
+            " / ".join(f"{pa[k]['tokens_per_cpu_s']:,.0f}" for k in phases),
+            "speed-up " + " / ".join(f"{sp[k]:.2f}x" for k in phases) + " vs before"),
+        Row("rl_step", "rollout engine passes / keys rotated, after (counted)",
+            f"{a['engine_passes']:,} / {a['rotated_keys']:,}",
+            f"before: {b['engine_passes']:,} / {b['rotated_keys']:,} ({sp['engine_passes']:.2f}x / "
+            f"{sp['rotated_keys']:.1f}x fewer)"),
         Row("rl_step", "token_log_probs fwd+bwd, before / after", f"{d['token_log_probs']['speedup']:.2f}x",
             f"logits {d['token_log_probs']['shape']}, max |diff| {d['token_log_probs']['max_abs_diff']:.1e}"),
     ], d
