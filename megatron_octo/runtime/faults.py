@@ -39,7 +39,7 @@ POINTS = ("step", "save:begin", "save:after_model_write", "save:write", "save:be
 PROCESS_ACTIONS = ("kill", "sigterm", "sigusr1", "enospc")
 LOSS_ACTIONS = {"nan": float("nan"), "inf": float("inf"), "spike": 1e4}
 
-_SPEC = re.compile(r"^(?P<point>[a-z_:]+?)(?::(?P<n>\d+))?(?:@(?P<rank>\d+))?(?:=(?P<action>[a-z]+))?$")
+_SPEC = re.compile(r"^(?P<point>[a-z_:]+?)(?::(?P<n>\d+))?(?:@(?P<rank>\d+))?(?:=(?P<action>[a-z][a-z0-9]*))?$")
 _plan_cache: Optional[tuple[str, list]] = None
 
 
