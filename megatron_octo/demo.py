@@ -48,7 +48,7 @@ class Budget:
     rl: list[str] = field(default_factory=list)
     task: list[str] = field(default_factory=list)
     tokenizer_lines: int = 60000
-    eval_limit: int = 100
+    eval_limit: int = 200
 
 
 FULL = Budget()
@@ -89,19 +89,19 @@ def plan(out: str, nproc: int, branches: list[str], budget: Budget) -> list[Stag
               [py, "-m", "tokenization.synthetic_arith", "--out", arith, *budget.task], 1.0),
         Stage("tokenizer", "train the demo tokenizer (SentencePiece, 2K)", [
             py, "-m", "tokenization.train_tokenizer", "--input", f"{arith}/arith_web.jsonl.gz",
-            "data/corpus/math_web.jsonl.gz", "--input-qa", f"{arith}/arith_qa_long.jsonl.gz:long_cot",
-            f"{arith}/arith_qa_short.jsonl.gz:short_cot", "data/corpus/qa_long.jsonl.gz:long_cot",
+            "data/corpus/math_web.jsonl.gz", "--input-qa", f"{arith}/arith_qa_long.jsonl.gz:simple",
+            f"{arith}/arith_qa_short.jsonl.gz:simple", "data/corpus/qa_long.jsonl.gz:long_cot",
             "data/corpus/qa_short.jsonl.gz:short_cot", "--vocab-size", "2048",
             "--max-lines", str(budget.tokenizer_lines), "--output", tok[:-len(".model")]], 8.0),
         Stage("tokenize", "tokenize the corpora, write the mixtures",
               [py, "-m", "tokenization.build_demo_data", "--out", data, "--tokenizer", tok, "--arith", arith], 5.0),
         Stage("stable", "stable stage", _torchrun(nproc, "megatron_octo.train", "recipes/demo/stable.yaml", [
-            *common, f"checkpoint.save={out}/stable", *budget.stable]), 300.0),
+            *common, f"checkpoint.save={out}/stable", *budget.stable]), 190.0),
     ]
     for b in branches:
         stages.append(Stage(f"decay_{b}", f"decay branch '{b}'", _torchrun(
             nproc, "megatron_octo.train", f"recipes/demo/decay_{b}.yaml",
-            [*common, f"checkpoint.save={out}/decay_{b}", f"checkpoint.init_from={out}/stable", *budget.decay]), 130.0))
+            [*common, f"checkpoint.save={out}/decay_{b}", f"checkpoint.init_from={out}/stable", *budget.decay]), 85.0))
     rl_common = [f"tokenizer.path={tok}", f"rl.prompts={arith}/arith_rl.jsonl.gz",
                  f"rl.val_benchmarks={arith}/arith_heldout.jsonl", *budget.rl]
     for b in ["control", *branches]:
@@ -109,7 +109,7 @@ def plan(out: str, nproc: int, branches: list[str], budget: Budget) -> list[Stag
         stages.append(Stage(f"rl_{b}", f"GRPO from {'the stable checkpoint (control)' if b == 'control' else b}",
                             _torchrun(nproc, "megatron_octo.rl", "recipes/demo/rl_grpo.yaml", [
                                 *rl_common, f"checkpoint.init_from={src}", f"checkpoint.save={out}/rl_{b}",
-                                f"run_name=demo-rl-{b}"]), 150.0))
+                                f"run_name=demo-rl-{b}"]), 75.0))
     return stages
 
 
@@ -121,8 +121,8 @@ def eval_stages(out: str, models: list[str], budget: Budget) -> list[Stage]:
     for m in models:
         stages.append(Stage(f"eval_{m}", f"evaluate {m}", [
             sys.executable, "-m", "megatron_octo.eval", "--checkpoint", f"{out}/{m}", "--benchmarks", arith,
-            "--protocol", "rl", "--template", "orz_base", "--limit", str(budget.eval_limit),
-            "--max-new-tokens", "192", "--batch-size", "64", "--out", f"{out}/eval/{m}"], 30.0, nthreads=2))
+            "--protocol", "rl", "--template", "simple", "--limit", str(budget.eval_limit),
+            "--max-new-tokens", "96", "--batch-size", "64", "--out", f"{out}/eval/{m}"], 10.0, nthreads=2))
     return stages
 
 
@@ -160,20 +160,14 @@ def _run_stage(stage: Stage, index: int, total: int, out: str, env: dict, t0: fl
 
 
 def _best_rl(out: str, names: list[str]) -> Optional[str]:
-    """The RL run with the highest held-out accuracy at its last validation."""
+    """The RL run with the highest held-out accuracy at its last validation (read as the report reads it)."""
+    plot_run = _load_plot_run()
     best, best_acc = None, -1.0
     for n in names:
-        path = os.path.join(out, n, "tensorboard", "metrics.jsonl")
-        acc = None
-        if os.path.exists(path):
-            with open(path) as f:
-                for line in f:
-                    rec = json.loads(line)
-                    for k, v in rec.items():
-                        if k.startswith("val/") and k.endswith("/accuracy") and isinstance(v, (int, float)):
-                            acc = float(v)
-        if acc is not None and acc > best_acc:
-            best, best_acc = n, acc
+        st = plot_run.read_stage(out, n)
+        accs = [st.last(tag) for tag in plot_run.val_tags(st)]
+        if accs and max(accs) > best_acc:
+            best, best_acc = n, max(accs)
     return best
 
 
@@ -200,7 +194,7 @@ def main(argv=None) -> int:
     facts = {"command": " ".join([os.path.basename(sys.executable), "-m", "megatron_octo.demo", *(argv or sys.argv[1:])]),
              "smoke": args.smoke, "stages": {}, "synthetic": {
                  "rl_*": "RL reward and held-out accuracy are on the synthetic arithmetic task",
-                 "eval/*": "accuracy on held-out synthetic arithmetic problems (zero-shot, orz_base template)"}}
+                 "eval/*": "accuracy on held-out synthetic arithmetic problems (zero-shot, simple template)"}}
     t0 = time.perf_counter()
     done_weight = 0.0
     for i, stage in enumerate(stages, 1):

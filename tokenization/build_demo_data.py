@@ -26,7 +26,9 @@ kept small so the real loaders and templates still run::
                   qa_long 0.025, qa_short 0.025
 
 (65% QA rather than the paper's 30%: a model this small needs the exposure to learn the format
-within a few hundred steps.)
+within a few hundred steps.) The synthetic QA is rendered with the ``simple`` template (the RL
+stage's ``simple`` prompt layout) in every branch, so the branches differ only in their solutions
+(long worked steps, short equations, or both), and RL asks each the same question layout.
 """
 
 from __future__ import annotations
@@ -48,57 +50,39 @@ SLICES = {
                  "--template", "short_cot", "--final-answer-key", "final_answer"],
 }
 
-MIXTURE = """\
-# Demo mixture over the shipped bundle (tokenization/build_demo_data.py); 30% QA in decay.
-stages:
-  stable:
-    - {name: web, prefix: math_web, weight: 1.0}
-  decay_long:
-    - {name: web, prefix: math_web, weight: 0.7}
-    - {name: qa_long, prefix: qa_long, weight: 0.3}
-  decay_short:
-    - {name: web, prefix: math_web, weight: 0.7}
-    - {name: qa_short, prefix: qa_short, weight: 0.3}
-  decay_hybrid:
-    - {name: web, prefix: math_web, weight: 0.7}
-    - {name: qa_long, prefix: qa_long, weight: 0.15}
-    - {name: qa_short, prefix: qa_short, weight: 0.15}
-"""
+# (name, dataset prefix, weight) per stage; mixture.yaml is written from these tables.
+MIXTURE = {
+    "stable": [("web", "math_web", 1.0)],
+    "decay_long": [("web", "math_web", 0.7), ("qa_long", "qa_long", 0.3)],
+    "decay_short": [("web", "math_web", 0.7), ("qa_short", "qa_short", 0.3)],
+    "decay_hybrid": [("web", "math_web", 0.7), ("qa_long", "qa_long", 0.15), ("qa_short", "qa_short", 0.15)],
+}
+ARITH_MIXTURE = {
+    "stable": [("arith_web", "arith_web", 0.9), ("web", "math_web", 0.1)],
+    "decay_long": [("arith_web", "arith_web", 0.3), ("web", "math_web", 0.05),
+                   ("arith_qa_long", "arith_qa_long", 0.6), ("qa_long", "qa_long", 0.05)],
+    "decay_short": [("arith_web", "arith_web", 0.3), ("web", "math_web", 0.05),
+                    ("arith_qa_short", "arith_qa_short", 0.6), ("qa_short", "qa_short", 0.05)],
+    "decay_hybrid": [("arith_web", "arith_web", 0.3), ("web", "math_web", 0.05),
+                     ("arith_qa_long", "arith_qa_long", 0.3), ("arith_qa_short", "arith_qa_short", 0.3),
+                     ("qa_long", "qa_long", 0.025), ("qa_short", "qa_short", 0.025)],
+}
 
 
-ARITH_MIXTURE = """\
-# Demo mixture: the synthetic arithmetic task plus small real slices (tokenization/build_demo_data.py).
-stages:
-  stable:
-    - {name: arith_web, prefix: arith_web, weight: 0.9}
-    - {name: web, prefix: math_web, weight: 0.1}
-  decay_long:
-    - {name: arith_web, prefix: arith_web, weight: 0.3}
-    - {name: web, prefix: math_web, weight: 0.05}
-    - {name: arith_qa_long, prefix: arith_qa_long, weight: 0.6}
-    - {name: qa_long, prefix: qa_long, weight: 0.05}
-  decay_short:
-    - {name: arith_web, prefix: arith_web, weight: 0.3}
-    - {name: web, prefix: math_web, weight: 0.05}
-    - {name: arith_qa_short, prefix: arith_qa_short, weight: 0.6}
-    - {name: qa_short, prefix: qa_short, weight: 0.05}
-  decay_hybrid:
-    - {name: arith_web, prefix: arith_web, weight: 0.3}
-    - {name: web, prefix: math_web, weight: 0.05}
-    - {name: arith_qa_long, prefix: arith_qa_long, weight: 0.3}
-    - {name: arith_qa_short, prefix: arith_qa_short, weight: 0.3}
-    - {name: qa_long, prefix: qa_long, weight: 0.025}
-    - {name: qa_short, prefix: qa_short, weight: 0.025}
-"""
+def mixture_yaml(stages: dict[str, list[tuple[str, str, float]]], comment: str) -> str:
+    lines = [f"# {comment}", "stages:"]
+    for stage, parts in stages.items():
+        lines.append(f"  {stage}:")
+        lines += [f"    - {{name: {name}, prefix: {prefix}, weight: {weight}}}" for name, prefix, weight in parts]
+    return "\n".join(lines) + "\n"
 
 
 def arith_slices(arith_dir: str) -> dict[str, list[str]]:
     qa = ["--format", "qa", "--final-answer-key", "final_answer"]
     return {
         "arith_web": ["--input", os.path.join(arith_dir, "arith_web.jsonl.gz")],
-        "arith_qa_long": ["--input", os.path.join(arith_dir, "arith_qa_long.jsonl.gz"), *qa, "--template", "long_cot"],
-        "arith_qa_short": ["--input", os.path.join(arith_dir, "arith_qa_short.jsonl.gz"), *qa,
-                           "--template", "short_cot"],
+        "arith_qa_long": ["--input", os.path.join(arith_dir, "arith_qa_long.jsonl.gz"), *qa, "--template", "simple"],
+        "arith_qa_short": ["--input", os.path.join(arith_dir, "arith_qa_short.jsonl.gz"), *qa, "--template", "simple"],
     }
 
 
@@ -121,7 +105,10 @@ def build(out: str, tokenizer: str = DEFAULT_TOKENIZER, workers: int = 1,
             raise SystemExit(f"preprocess of {name} failed (exit {rc})")
     path = os.path.join(out, "mixture.yaml")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(ARITH_MIXTURE if arith_dir else MIXTURE)
+        f.write(mixture_yaml(ARITH_MIXTURE, "Demo mixture: the synthetic arithmetic task plus small real slices "
+                             "(tokenization/build_demo_data.py).") if arith_dir else
+                mixture_yaml(MIXTURE, "Demo mixture over the shipped bundle (tokenization/build_demo_data.py); "
+                             "30% QA in decay."))
     os.replace(path + ".tmp", path)
     return path
 

@@ -4,18 +4,23 @@
 
 It mirrors the OctoThinker data split in miniature:
 
-``arith_web.jsonl.gz``       "web" text: documents that *state facts* (``17 + 25 = 42``, "the sum of
-                              17 and 25 is 42", small tables), never a worked multi-step problem and
-                              never a ``\\boxed{}`` answer -- what the stable stage sees;
+``arith_web.jsonl.gz``       "web" text: documents that *state facts* (``17 + 5 = 22``, "the sum of
+                              17 and 5 is 22") and, as math web pages do, mention worked examples in
+                              prose ("To work out (3 - 7) + 8, first 3 - 7 = -4, then -4 + 8 = 4.
+                              It gives 4."), but never in a question/answer layout and never with a
+                              ``\\boxed{}`` answer -- what the stable stage sees;
 ``arith_qa_long.jsonl.gz``   QA with a long chain of thought (every step spelled out, digit by digit
-                              for the multiplications), rendered by the decay_long template;
+                              for the multiplications);
 ``arith_qa_short.jsonl.gz``  QA with a short chain of thought (one equation per step);
 ``arith_rl.jsonl.gz``        RL prompts with gold answers (question/answer), disjoint from the QA data;
 ``arith_heldout.jsonl``      held-out problems for validation and evaluation (question/answer),
                               disjoint from everything above.
 
-A problem chains 1-2 operations (``--max-ops``) on small integers left to right, written with parentheses so
-the order is explicit: ``Compute (17 + 5) * 3.`` Answers are integers (possibly negative).
+A problem applies ``--ops`` operations (default 2) left to right to a single-digit start, written with
+parentheses so the order is explicit: ``Compute (7 + 5) * 3.`` Every question has the same shape, so
+the numbers sit at the same token offsets in every prompt: a model of ~1M parameters learns to copy
+them into its solution within a few minutes of CPU training, which a free-form question length does
+not allow at this scale. Answers are integers (possibly negative).
 Everything is a pure function of the seed, so runs are reproducible. The numbers the demo reports
 for this task are labelled synthetic: they show the mechanics (mid-training on worked solutions
 makes RL work), not math ability.
@@ -32,6 +37,9 @@ import sys
 from typing import Iterable, Optional
 
 OPS = ("+", "-", "*")
+# Values the problems' intermediate results reach with two operations (the first operand of every
+# step): the web documents state facts over this range.
+FACT_RANGE = (-9, 45)
 FILES = ("arith_web.jsonl.gz", "arith_qa_long.jsonl.gz", "arith_qa_short.jsonl.gz", "arith_rl.jsonl.gz",
          "arith_heldout.jsonl")
 
@@ -40,24 +48,24 @@ def _apply(a: int, op: str, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
-def _operand(rng: random.Random, op: str) -> int:
-    # Small operands keep the facts a small table (what a ~2M-parameter model learns in minutes);
-    # multipliers stay single-digit so a product is short enough to work out place by place.
-    return rng.randint(2, 5) if op == "*" else rng.randint(1, 9)
+def _operands(op: str, value: int) -> range:
+    """Operands allowed after ``value``: 1-9 for + and -, 2-5 for * while the value is under 20 in
+    magnitude (so every intermediate stays within two digits and a product is short to work out)."""
+    if op == "*":
+        return range(2, 6) if abs(value) < 20 else range(0)
+    return range(1, 10)
 
 
-def make_problem(rng: random.Random, max_ops: int = 2) -> tuple[int, list[tuple[str, int]]]:
-    """A start value (1-20) and a list of (op, operand) applied left to right. Multiplication only
-    applies to values under 20 in magnitude, so every intermediate stays below 100."""
-    n_ops = rng.randint(1, max_ops)
-    value = start = rng.randint(1, 20)
-    steps = []
-    for _ in range(n_ops):
-        op = rng.choice(OPS if abs(value) < 20 else OPS[:2])
-        b = _operand(rng, op)
-        steps.append((op, b))
-        value = _apply(value, op, b)
-    return start, steps
+def all_problems(ops: int = 2) -> list[tuple[int, list[tuple[str, int]]]]:
+    """Every problem of the task, in a fixed order: (start 1-9, [(op, operand)] * ops)."""
+    problems = [(start, []) for start in range(1, 10)]
+    for _ in range(ops):
+        grown = []
+        for start, steps in problems:
+            value, _ = evaluate(start, steps)
+            grown += [(start, [*steps, (op, b)]) for op in OPS for b in _operands(op, value)]
+        problems = grown
+    return problems
 
 
 def expression(start: int, steps: list[tuple[str, int]]) -> str:
@@ -113,13 +121,32 @@ def solution_short(start: int, steps: list[tuple[str, int]]) -> str:
     return " ".join(f"{a} {op} {b} = {res}." for a, op, b, res in chain)
 
 
-def fact_document(rng: random.Random, n_facts: int = 12) -> str:
-    """Web-style text stating single-operation facts in varied phrasings (no multi-step problems)."""
+def worked_example(start: int, steps: list[tuple[str, int]], style: int) -> str:
+    """A multi-step result as web text states it in passing: the steps in prose, no question/answer
+    layout and no ``\\boxed{}``."""
+    value, chain = evaluate(start, steps)
+    expr = expression(start, steps)
+    eqs = [f"{a} {op} {b} = {res}" for a, op, b, res in chain]
+    if style == 0:
+        return f"To work out {expr}, first {eqs[0]}" + "".join(f", then {e}" for e in eqs[1:]) + f". It gives {value}."
+    return f"Example: {expr} equals {value}, since " + " and ".join(eqs) + "."
+
+
+def fact_document(rng: random.Random, n_facts: int = 12,
+                  examples: Optional[list[tuple[int, list[tuple[str, int]]]]] = None,
+                  example_share: float = 0.5) -> str:
+    """Web-style text stating single-operation facts in varied phrasings and, with probability
+    ``example_share`` per sentence, a worked multi-step example drawn from ``examples`` (the QA
+    split's problems: never a held-out or RL one)."""
     out = []
     for _ in range(n_facts):
-        op = rng.choice(OPS)
-        a = rng.randint(-20, 99)
-        b = _operand(rng, op)
+        if examples and rng.random() < example_share:
+            start, steps = rng.choice(examples)
+            out.append(worked_example(start, steps, rng.randrange(2)))
+            continue
+        a = rng.randint(*FACT_RANGE)
+        op = rng.choice(OPS if abs(a) < 20 else OPS[:2])
+        b = rng.choice(_operands(op, a))
         r = _apply(a, op, b)
         style = rng.randrange(4)
         if style == 0:
@@ -134,17 +161,9 @@ def fact_document(rng: random.Random, n_facts: int = 12) -> str:
     return " ".join(out)
 
 
-def _problems(rng: random.Random, count: int, seen: set[str], max_ops: int) -> Iterable[tuple[str, int, str, str]]:
-    made = 0
-    while made < count:
-        start, steps = make_problem(rng, max_ops)
-        q = question(start, steps)
-        if q in seen:
-            continue
-        seen.add(q)
-        made += 1
-        value, _ = evaluate(start, steps)
-        yield q, value, solution_long(start, steps), solution_short(start, steps)
+def _record(start: int, steps: list[tuple[str, int]]) -> tuple[str, int, str, str]:
+    value, _ = evaluate(start, steps)
+    return question(start, steps), value, solution_long(start, steps), solution_short(start, steps)
 
 
 def _write_jsonl(path: str, records: Iterable[dict]) -> int:
@@ -159,18 +178,25 @@ def _write_jsonl(path: str, records: Iterable[dict]) -> int:
     return n
 
 
-def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 4000, rl: int = 1000, heldout: int = 200,
-               max_ops: int = 2) -> dict[str, str]:
-    """Write the task files under ``out``; returns {name: path}. Held-out problems are drawn first so
-    no training split can contain them."""
+def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 2400, rl: int = 1000, heldout: int = 200,
+               ops: int = 2) -> dict[str, str]:
+    """Write the task files under ``out``; returns {name: path}. The problem space is shuffled once
+    and cut into held-out, RL and QA problems, so the splits are disjoint by construction."""
+    space = all_problems(ops)
+    if heldout + rl + qa > len(space):
+        raise ValueError(f"--heldout {heldout} + --rl {rl} + --qa {qa} = {heldout + rl + qa} problems, but the "
+                         f"task with --ops {ops} has only {len(space)} distinct problems")
     os.makedirs(out, exist_ok=True)
     rng = random.Random(seed)
-    seen: set[str] = set()
-    heldout_rows = [{"question": q, "answer": str(v)} for q, v, _, _ in _problems(rng, heldout, seen, max_ops)]
-    rl_rows = [{"question": q, "answer": str(v)} for q, v, _, _ in _problems(rng, rl, seen, max_ops)]
-    qa_rows = list(_problems(rng, qa, seen, max_ops))
+    rng.shuffle(space)
+    chosen = space[:heldout + rl + qa]
+    records = [_record(start, steps) for start, steps in chosen]
+    heldout_rows = [{"question": q, "answer": str(v)} for q, v, _, _ in records[:heldout]]
+    rl_rows = [{"question": q, "answer": str(v)} for q, v, _, _ in records[heldout:heldout + rl]]
+    qa_rows = records[heldout + rl:]
     paths = {name.split(".")[0]: os.path.join(out, name) for name in FILES}
-    _write_jsonl(paths["arith_web"], ({"text": fact_document(rng)} for _ in range(web_docs)))
+    examples = chosen[heldout + rl:]
+    _write_jsonl(paths["arith_web"], ({"text": fact_document(rng, examples=examples)} for _ in range(web_docs)))
     _write_jsonl(paths["arith_qa_long"], ({"question": q, "answer": lg, "final_answer": str(v)}
                                           for q, v, lg, _ in qa_rows))
     _write_jsonl(paths["arith_qa_short"], ({"question": q, "answer": sh, "final_answer": str(v)}
@@ -186,15 +212,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--web-docs", type=int, default=4000)
-    p.add_argument("--qa", type=int, default=4000, help="worked problems (each rendered long and short)")
+    p.add_argument("--qa", type=int, default=2400, help="worked problems (each rendered long and short)")
     p.add_argument("--rl", type=int, default=1000, help="RL prompts")
     p.add_argument("--heldout", type=int, default=200, help="held-out problems")
-    p.add_argument("--max-ops", type=int, default=2, help="operations per problem (1..max)")
+    p.add_argument("--ops", type=int, default=2, help="operations per problem (1-3)")
     args = p.parse_args(argv)
-    if args.max_ops < 1:
-        p.error("--max-ops must be >= 1")
-    for name, path in write_task(args.out, args.seed, args.web_docs, args.qa, args.rl, args.heldout,
-                                 args.max_ops).items():
+    if not 1 <= args.ops <= 3:
+        p.error("--ops must be 1, 2 or 3")
+    try:
+        paths = write_task(args.out, args.seed, args.web_docs, args.qa, args.rl, args.heldout, args.ops)
+    except ValueError as e:
+        p.error(str(e))
+    for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
 

@@ -4,7 +4,7 @@ The decay branches of the OctoThinker recipe train on math QA data next to web t
 (question, answer, optional final answer) becomes one plain-text document here; the document is
 then tokenized like any web document (EOD appended by the preprocessor, no chat tokens).
 
-Three named templates (``--template`` of ``tokenization.preprocess``):
+Four named templates (``--template`` of ``tokenization.preprocess``):
 
 ``long_cot``  (decay_long: long chain-of-thought QA, e.g. OpenR1-Math / AM-distilled traces)::
 
@@ -19,6 +19,16 @@ Three named templates (``--template`` of ``tokenization.preprocess``):
 
     Question: {question}
     Answer: {answer}
+    The final answer is $\\boxed{final_answer}$.
+
+``simple`` (the layout of the RL stage's ``simple`` prompt, ``megatron_octo.eval.prompts.SIMPLE_TEMPLATE``,
+with the solution after it; ``make demo`` renders its synthetic QA this way so that a model of ~1M
+parameters, which cannot generalise across layouts, is asked at RL time exactly what it was shown)::
+
+    Question:
+    {question}
+    Answer:
+    {answer}
     The final answer is $\\boxed{final_answer}$.
 
 ``plain`` (no markup; the question and the answer separated by a blank line)::
@@ -76,6 +86,13 @@ def render_short_cot(question: str, answer: str, final_answer: Optional[str] = N
     return f"{text}\n{tail}" if tail else text
 
 
+def render_simple(question: str, answer: str, final_answer: Optional[str] = None) -> str:
+    q, a = question.strip(), answer.strip()
+    text = f"Question:\n{q}\nAnswer:\n{a}"
+    tail = _final_line(a, final_answer)
+    return f"{text}\n{tail}" if tail else text
+
+
 def render_plain(question: str, answer: str, final_answer: Optional[str] = None) -> str:
     q, a = question.strip(), answer.strip()
     text = f"{q}\n\n{a}"
@@ -86,6 +103,7 @@ def render_plain(question: str, answer: str, final_answer: Optional[str] = None)
 TEMPLATES: dict[str, Callable[..., str]] = {
     "long_cot": render_long_cot,
     "short_cot": render_short_cot,
+    "simple": render_simple,
     "plain": render_plain,
 }
 

@@ -341,13 +341,13 @@ def _arrow(series: list, fmt) -> str:
     return f"{fmt(first[1])} → {fmt(last[1])}"
 
 
-def _val_tags(st: Stage) -> list[str]:
+def val_tags(st: Stage) -> list[str]:
     return sorted(t for t in st.scalars if t.startswith("val/") and t.endswith("/accuracy") and t.count("/") == 2)
 
 
 def _val_cell(st: Stage) -> str:
     parts = []
-    for tag in _val_tags(st):
+    for tag in val_tags(st):
         s = st.series(tag)
         first, last = _first_last(s)
         cell = f"{tag.split('/')[1]} {_pct(first[1])} → {_pct(last[1])}"
@@ -409,7 +409,7 @@ def midtraining_section(runs: dict, evals: dict, mark: _Marks) -> list[str]:
     lines = []
     for name in branches:
         st, facts = runs[name], []
-        for tag in _val_tags(st):
+        for tag in val_tags(st):
             if control.series(tag):
                 (a0, a), (c0, c) = ((r.series(tag)[0][1], r.last(tag)) for r in (st, control))
                 facts.append(f"held-out {tag.split('/')[1]} {_pct(a0)} → {_pct(a)}% vs {_pct(c0)} → {_pct(c)}% "
@@ -496,7 +496,7 @@ def render_plots(plot_dir: str, pretrain: list, runs: list) -> dict:
 
     val_lines = [(f"{st.name} {tag.split('/')[1]}", *_xy(st.series(tag)),
                   dict(_style(st.name), linestyle="--", marker="s", markersize=4))
-                 for st in runs for tag in _val_tags(st)]
+                 for st in runs for tag in val_tags(st)]
     data = {
         "pretrain_loss": ("global tokens", "lm loss", pre_lines("lm loss vs tokens", "lm loss validation vs tokens"),
                           branch_start),

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from megatron_octo.demo import SMOKE
 from megatron_octo.training.checkpointing import latest_checkpoint, read_trainer_state
 from tests.helpers import read_scalars, run
 
@@ -52,7 +53,9 @@ def test_stage_checkpoints_and_events(smoke_run):
                 "val/arith_heldout/accuracy"} <= set(scalars), name
         assert [s for s, _ in scalars["val/arith_heldout/accuracy"]] == [0, 2]  # before and after RL
         summary = json.loads((out / "eval" / name / "summary.json").read_text())
-        assert summary, name
+        held = summary["benchmarks"]["arith_heldout"]
+        assert held["num_examples"] == SMOKE.eval_limit and 0.0 <= held["accuracy"] <= 1.0, (name, held)
+        assert summary["checkpoint"].startswith(str(out / name)), (name, summary["checkpoint"])
 
 
 def test_report_rows_and_plots(smoke_run):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 
 from tokenization import synthetic_arith as sa
 from megatron_octo.eval.answer import extract_answer
@@ -17,18 +18,36 @@ def _rows(path):
 
 
 def test_solutions_agree_with_python_arithmetic():
-    rng = random.Random(3)
-    for _ in range(500):
-        start, steps = sa.make_problem(rng, max_ops=3)
-        value, chain = sa.evaluate(start, steps)
-        expr = sa.expression(start, steps)
-        assert eval(expr) == value  # test-only: the expression is our own generated text
-        short = sa.solution_short(start, steps)
-        assert short.endswith(f"= {value}.") and short.count("=") == len(steps)
-        long = sa.solution_long(start, steps)
-        assert long.endswith(f"is {value}.")
-        for a, op, b, res in chain:
-            assert f"{a} {op} {b} = " in long and f"= {res}." in long  # every step is stated in full
+    for ops in (1, 2, 3):
+        problems = sa.all_problems(ops)
+        assert len(problems) == len({sa.question(st, steps) for st, steps in problems})  # all distinct
+        for start, steps in random.Random(ops).sample(problems, 150):
+            assert 1 <= start <= 9 and len(steps) == ops
+            value, chain = sa.evaluate(start, steps)
+            expr = sa.expression(start, steps)
+            assert eval(expr) == value  # test-only: the expression is our own generated text
+            for a, op, b, res in chain:
+                assert abs(a) < 20 or op != "*"  # products only of values under 20: two-digit intermediates
+                assert (2 <= b <= 5) if op == "*" else (1 <= b <= 9)
+            short = sa.solution_short(start, steps)
+            assert short.endswith(f"= {value}.") and short.count("=") == len(steps)
+            long = sa.solution_long(start, steps)
+            assert long.endswith(f"is {value}.")
+            for a, op, b, res in chain:
+                assert f"{a} {op} {b} = " in long and f"= {res}." in long  # every step is stated in full
+
+
+def test_questions_of_a_task_share_one_token_layout():
+    """Single-digit operands: every question has the same length, so numbers sit at fixed offsets."""
+    assert len({len(sa.question(st, steps)) for st, steps in sa.all_problems(2)}) == 1
+
+
+def test_too_many_problems_requested_is_a_clear_error(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="only 198 distinct problems"):
+        sa.write_task(str(tmp_path), ops=1, qa=100, rl=100, heldout=10)
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_multiplication_is_worked_place_by_place():
@@ -50,9 +69,17 @@ def test_write_task_splits_are_disjoint_and_reproducible(tmp_path):
     assert not held & rl and not held & {r["question"] for r in qa} and not rl & {r["question"] for r in qa}
     for r in _rows(a["arith_heldout"]):
         assert str(eval(r["question"][len("Compute "):-1])) == r["answer"]
-    # "web" documents state facts only: no worked problems, no boxed answers
+    # "web" documents state facts and worked examples in prose, never a QA layout or a boxed answer,
+    # and their examples are QA-split problems only (never a held-out or RL one)
+    qa_exprs = {r["question"][len("Compute "):-1] for r in qa}
+    seen_examples = 0
     for r in _rows(a["arith_web"]):
-        assert "Compute" not in r["text"] and "\\boxed" not in r["text"]
+        text = r["text"]
+        assert "Compute" not in text and "Question" not in text and "\\boxed" not in text
+        for expr in re.findall(r"(?:To work out|Example:) (\(.*?\) . \d)", text):
+            assert expr in qa_exprs, expr
+            seen_examples += 1
+    assert seen_examples > 0
 
 
 def test_rendered_qa_ends_in_a_gradable_boxed_answer(tmp_path):
@@ -60,5 +87,5 @@ def test_rendered_qa_ends_in_a_gradable_boxed_answer(tmp_path):
 
     paths = sa.write_task(str(tmp_path), seed=1, web_docs=1, qa=20, rl=1, heldout=1)
     for r in _rows(paths["arith_qa_short"]):
-        text = render("short_cot", r["question"], r["answer"], r["final_answer"])
+        text = render("simple", r["question"], r["answer"], r["final_answer"])
         assert extract_answer(text, "boxed") == r["final_answer"]

@@ -36,6 +36,15 @@ def test_plain_layout():
     assert render("plain", Q, A, "5") == "What is $2+3$?\n\nWe add: $2+3=5$.\nThe final answer is $\\boxed{5}$."
 
 
+def test_simple_layout_is_the_rl_simple_prompt_followed_by_the_solution():
+    from megatron_octo.eval.prompts import rl_prompt
+
+    text = render("simple", Q, A, "5")
+    assert text == "Question:\nWhat is $2+3$?\nAnswer:\nWe add: $2+3=5$.\nThe final answer is $\\boxed{5}$."
+    prompt = rl_prompt("What is $2+3$?", "simple")
+    assert text.startswith(prompt) and text[len(prompt):].startswith("We add")
+
+
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_no_second_box_when_answer_already_boxed(name):
     text = render(name, "Find x.", "So $x=\\boxed{4}$.", "4")
