@@ -267,9 +267,12 @@ class RLTrainer:
         ntok = m.sum()
         # Sums over this micro-batch's tokens; `scale` makes them the token mean of the mini-batch.
         loss_sum = pg.loss * ntok
-        ent = token_entropy(logits, r.temperature)
         if r.entropy_coef > 0:
+            ent = token_entropy(logits, r.temperature)
             loss_sum = loss_sum - r.entropy_coef * (ent * m).sum()
+        else:  # a metric only: no autograd graph over [batch, seq, vocab]
+            with torch.no_grad():
+                ent = token_entropy(logits.detach(), r.temperature)
         kl_sum = torch.zeros(())
         if self.ref is not None:
             kl_tok = kl_penalty(logp, mb.ref_log_probs, r.kl_estimator)

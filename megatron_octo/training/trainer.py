@@ -28,6 +28,7 @@ from megatron_octo.schedule import ScheduleState, build_scheduler, current_lr
 from megatron_octo.training import checkpointing as ckpt
 from megatron_octo.training import integrity
 from megatron_octo.training.model_setup import build_model_and_optimizer
+from megatron_octo.training.optimizer_state import ensure_optimizer_state
 from megatron_octo.training.metrics import (MetricsWriter, format_line, memory_gb,
                                              peak_flops_per_device)
 
@@ -363,6 +364,7 @@ class Trainer:
                     break
                 self.writer.console(f"[megatron-octo] {problem} at iteration {step_no}; update skipped "
                                     f"(train.nan_policy=skip; {self.state.skipped_iterations} skipped so far)")
+                ensure_optimizer_state(self.model, self.optimizer)  # a save now must still hold Adam state
             else:
                 ok, grad_norm, _ = self.optimizer.step()
                 if not ok:

@@ -37,6 +37,20 @@ def test_skip_policy_drops_spiky_and_nan_steps(rel):
     assert all(bool(t.isfinite().all()) for t in checkpoint_tensors(save / f"iter_{STEPS:07d}").values())
 
 
+def test_skipped_first_step_still_saves_optimizer_state_and_resumes(rel):
+    """A NaN at iteration 1 under nan_policy=skip: the checkpoint saved then holds Adam state (zero
+    moments), so a later run resumes from it; the weights are still the initial ones."""
+    save = rel["tmp"] / "skip_first"
+    train(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.save_interval=1", "train.nan_policy=skip",
+                          "train.tokens=512"], fault="step:1=nan")
+    first = checkpoint_tensors(save / "iter_0000001")
+    assert any("exp_avg" in k for k in first), sorted(first)[:10]
+    res = train(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.save_interval=1", "train.nan_policy=skip"])
+    assert "resum" in res.stdout.lower()
+    final = read_trainer_state(str(save / f"iter_{STEPS:07d}"))
+    assert (final.tokens, final.skipped_iterations) == (TOKENS, 1)
+
+
 def test_stop_policy_saves_and_exits_3(rel):
     save = rel["tmp"] / "stop"
     res = train(rel["recipe"], [f"checkpoint.save={save}", "train.nan_policy=stop"], fault="step:4=nan",
