@@ -18,9 +18,10 @@ It mirrors the OctoThinker data split in miniature:
 
 A problem applies ``--ops`` operations (default 2) left to right to a single-digit start, written with
 parentheses so the order is explicit: ``Compute (7 + 5) * 3.`` Every question has the same shape, so
-the numbers sit at the same token offsets in every prompt: a model of ~1M parameters learns to copy
-them into its solution within a few minutes of CPU training, which a free-form question length does
-not allow at this scale. Answers are integers (possibly negative).
+the numbers sit at the same token offsets in every prompt and can be copied by position. (Measured
+with a ~0.9M-parameter model trained on short-CoT QA alone for 5 CPU-minutes: 48% held-out accuracy
+with this shape, 10% with questions of 1-2 operations on starts up to 20.) Answers are integers
+(possibly negative).
 Everything is a pure function of the seed, so runs are reproducible. The numbers the demo reports
 for this task are labelled synthetic: they show the mechanics (mid-training on worked solutions
 makes RL work), not math ability.
