@@ -20,7 +20,7 @@ A problem applies ``--ops`` operations (default 2) left to right to a single-dig
 parentheses so the order is explicit: ``Compute (7 + 5) * 3.`` Every question has the same shape, so
 the numbers sit at the same token offsets in every prompt and can be copied by position. (Measured
 with a ~0.9M-parameter model trained on short-CoT QA alone for 5 CPU-minutes: 48% held-out accuracy
-with this shape, 10% with questions of 1-2 operations on starts up to 20.) Answers are integers
+with this shape, 4% with questions of 1-2 operations on starts up to 20.) Answers are integers
 (possibly negative).
 Everything is a pure function of the seed, so runs are reproducible. The numbers the demo reports
 for this task are labelled synthetic: they show the mechanics (mid-training on worked solutions
