@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     rl_names = [f"rl_{b}" for b in ["control", *branches]]
     stages = plan(out, args.nproc, branches, budget) + eval_stages(out, rl_names, budget)
     total = len(stages) + 2  # + export + report
-    weights_total = sum(s.weight for s in stages) + 20.0
+    weights_total = sum(s.weight for s in stages) + 20.0  # + export and report, ~20 s
     facts = {"command": " ".join([os.path.basename(sys.executable), "-m", "megatron_octo.demo", *(argv or sys.argv[1:])]),
              "smoke": args.smoke, "stages": {}, "synthetic": {
                  "rl_*": "RL reward and held-out accuracy are on the synthetic arithmetic task",

@@ -77,7 +77,6 @@ def check_rollout(step: int, batch, rewards, samples_per_prompt: int, *, grpo: b
             "fault/reward_timeouts": float(t.item()), "skip": skip, "stop": stop}
 
 
-
 def on_first_tp_rank(compute):
     """``compute()`` on the first tensor-parallel rank of this replica, its result (or its error)
     broadcast to the others. Rewards are graded once per replica, not once per TP rank, and a reward

@@ -198,6 +198,7 @@ class RLTrainer:
     def _rollout(self, step: int):
         from megatron_octo.eval.prompts import rl_stop
         from megatron_octo.generation import SamplingConfig
+        from megatron_octo.rl.guards import on_first_tp_rank
         from megatron_octo.rl.reward import compute_rewards
 
         r = self.cfg.rl
@@ -211,8 +212,6 @@ class RLTrainer:
             stop=list(rl_stop(r.template))))
         flat = [g for per in gens for g in per]
         golds = [self.golds[i] for i in mine for _ in range(r.samples_per_prompt)]
-        from megatron_octo.rl.guards import on_first_tp_rank
-
         if self.reward_fn is not None:
             from megatron_octo.rl.custom_reward import custom_rewards
 

@@ -367,8 +367,9 @@ class Trainer:
                 ensure_optimizer_state(self.model, self.optimizer)  # a save now must still hold Adam state
             else:
                 ok, grad_norm, _ = self.optimizer.step()
-                if not ok:
+                if not ok:  # megatron's loss scaler found inf/NaN gradients (fp16) and skipped the step
                     self.state.skipped_iterations += 1
+                    ensure_optimizer_state(self.model, self.optimizer)
             self.scheduler.step(self.tps)
             self.state.iteration += 1
             self.state.stage_iteration += 1

@@ -50,6 +50,17 @@ def test_too_many_problems_requested_is_a_clear_error(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+def test_cli_rejects_bad_sizes_with_a_message(tmp_path, capsys):
+    import pytest
+
+    for argv, message in ((["--ops", "1", "--qa", "500"], "only 198 distinct problems"),
+                          (["--ops", "4"], "--ops must be 1, 2 or 3")):
+        with pytest.raises(SystemExit) as exc:
+            sa.main(["--out", str(tmp_path / "x"), *argv])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_multiplication_is_worked_place_by_place():
     assert sa._multiply_long(13, 4) == "10 * 4 = 40 and 3 * 4 = 12, so 13 * 4 = 40 + 12 = 52."
     assert sa._multiply_long(-13, 4).endswith("and -13 * 4 = -52.")
