@@ -176,7 +176,13 @@ class RLConfig:
     mini_batch_prompts: int = 64  # PPO mini-batch, in prompts (verl's ppo_mini_batch_size)
     ppo_epochs: int = 1
     micro_batch_size: int = 4  # sequences per forward/backward micro-batch
-    rollout_batch_size: int = 64  # sequences per inference-engine batch
+    rollout_batch_size: int = 64  # sequences per inference-engine batch (dynamic engine: in flight at once)
+    # Which megatron-core inference engine generates the rollouts (and rl.val_* generations), on the
+    # actor itself: static (runs everywhere, the CPU included) or dynamic (paged KV cache, in-flight
+    # batching, CUDA graphs; needs a CUDA GPU and flash-attn). auto: dynamic when both are present.
+    rollout_engine: str = "auto"  # auto | static | dynamic
+    cuda_graphs: bool = True  # dynamic engine only: capture megatron's CUDA graphs once, replay every step
+    kv_cache_gb: float = 0.0  # dynamic engine only: paged KV buffer per GPU; 0 = rollout_batch_size full sequences
     temperature: float = 1.0
     top_p: float = 1.0
     max_prompt_length: int = 400  # longer prompts are dropped (counted) at load
@@ -454,12 +460,31 @@ def num_microbatches(cfg, world_size: int) -> int:
     return cfg.train.global_batch_size // (cfg.train.micro_batch_size * dp)
 
 
+ROLLOUT_ENGINES = ("auto", "static", "dynamic")
+
+
+def resolve_rollout_engine(choice: str, *, have_gpu: bool, have_flash_attn: bool) -> str:
+    """``rl.rollout_engine`` as the engine that runs: 'static' or 'dynamic' ('auto': dynamic when a CUDA
+    GPU and flash-attn are present). ConfigError naming the key when 'dynamic' cannot run here."""
+    _one_of("rl.rollout_engine", choice, ROLLOUT_ENGINES)
+    missing = [what for what, ok in (("a CUDA GPU", have_gpu),
+                                     ("flash-attn >= 2.7.3 (or flash-attn 3)", have_flash_attn)) if not ok]
+    if choice == "auto":
+        return "static" if missing else "dynamic"
+    if choice == "dynamic" and missing:
+        _fail("rl.rollout_engine", f"'dynamic' needs {' and '.join(missing)}: megatron-core's dynamic engine runs "
+              f"its attention in flash-attn's paged-KV-cache kernels on the GPU (found: GPU={have_gpu}, "
+              f"flash-attn={have_flash_attn}); use 'static' or 'auto' on this machine")
+    return choice
+
+
 def tokens_per_step(cfg) -> int:
     return cfg.train.global_batch_size * cfg.model.seq_length
 
 
-def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
-    """The model/parallel checks of :func:`validate` plus the RL section's."""
+def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool, have_flash_attn: Optional[bool] = None) -> None:
+    """The model/parallel checks of :func:`validate` plus the RL section's. ``have_flash_attn``: None =
+    look (megatron's own test, ``generation_dynamic.flash_attn_for_dynamic_engine``)."""
     from megatron_octo.models.llama import resolve_architecture
 
     arch = resolve_architecture(cfg.model)
@@ -482,6 +507,14 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
     _one_of("rl.kl_estimator", r.kl_estimator, ("low_var_kl", "k1", "k2"))
     _one_of("rl.reward_variant", r.reward_variant, ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty"))
     _one_of("rl.nan_policy", r.nan_policy, ("skip", "stop"))
+    if have_flash_attn is None:
+        from megatron_octo.generation_dynamic import flash_attn_for_dynamic_engine
+
+        have_flash_attn = have_gpu and flash_attn_for_dynamic_engine()
+    resolve_rollout_engine(r.rollout_engine, have_gpu=have_gpu, have_flash_attn=have_flash_attn)
+    if not (r.kv_cache_gb >= 0):
+        _fail("rl.kv_cache_gb", f"must be >= 0 (0 = room for rl.rollout_batch_size full-length sequences), "
+              f"got {r.kv_cache_gb}")
     if r.reward_timeout < 0:
         _fail("rl.reward_timeout", f"must be >= 0 (0 = no limit), got {r.reward_timeout}")
     for key in ("steps", "prompts_per_step", "samples_per_prompt", "mini_batch_prompts", "ppo_epochs",

@@ -159,6 +159,23 @@ def _run_stage(stage: Stage, index: int, total: int, out: str, env: dict, t0: fl
     return rc
 
 
+def run_stages(stages: list[Stage], total: int, out: str, env: dict, t0: float, weights_total: float,
+               facts: dict) -> int:
+    """Run the stages in order (numbered from 1 of ``total``) with a time-left estimate from their
+    weights; each stage's seconds and command go to ``facts["stages"]``. The first failure's exit code."""
+    done_weight = 0.0
+    for i, stage in enumerate(stages, 1):
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / done_weight * (weights_total - done_weight) if done_weight > 0 and elapsed > 5 else None
+        ts = time.perf_counter()
+        rc = _run_stage(stage, i, total, out, env, t0, eta)
+        facts["stages"][stage.name] = {"seconds": round(time.perf_counter() - ts, 1), "command": stage.cmd}
+        if rc != 0:
+            return rc
+        done_weight += stage.weight
+    return 0
+
+
 def _best_rl(out: str, names: list[str]) -> Optional[str]:
     """The RL run with the highest held-out accuracy at its last validation (read as the report reads it)."""
     plot_run = _load_plot_run()
@@ -196,16 +213,9 @@ def main(argv=None) -> int:
                  "rl_*": "RL reward and held-out accuracy are on the synthetic arithmetic task",
                  "eval/*": "accuracy on held-out synthetic arithmetic problems (zero-shot, simple template)"}}
     t0 = time.perf_counter()
-    done_weight = 0.0
-    for i, stage in enumerate(stages, 1):
-        elapsed = time.perf_counter() - t0
-        eta = elapsed / done_weight * (weights_total - done_weight) if done_weight > 0 and elapsed > 5 else None
-        ts = time.perf_counter()
-        rc = _run_stage(stage, i, total, out, env, t0, eta)
-        facts["stages"][stage.name] = {"seconds": round(time.perf_counter() - ts, 1), "command": stage.cmd}
-        if rc != 0:
-            return rc
-        done_weight += stage.weight
+    rc = run_stages(stages, total, out, env, t0, weights_total, facts)
+    if rc != 0:
+        return rc
 
     print(f"\n=== [{total - 1}/{total}] export the best RL model to Hugging Face format "
           f"(elapsed {time.perf_counter() - t0:.0f}s)", flush=True)

@@ -1,16 +1,26 @@
-"""Text generation on the parallel model through megatron-core's inference engine.
+"""Text generation on the parallel model through megatron-core's inference engines.
 
 The engine wraps the same ``GPTModel`` object the trainer (or the RL actor) holds — no copy, no
-resharding — so evaluation and RL rollouts run at the model's TP/PP. On CPU it is the static
-engine (``legacy=True``, as measured in ../shared/notes); megatron's dynamic engine with CUDA
-graphs needs a GPU.
+resharding — so evaluation and RL rollouts run at the model's TP/PP and see the current weights.
+Two engines, one interface (``generate(prompts, SamplingConfig) -> [[Generation] * n]``,
+``reseed(seed)``), chosen by :func:`make_generator`:
 
-Stop strings: the static engine stops only at EOD, so a response is cut at the first stop string
-after generation (``finish_reason="stop"``); the tokens and log-probs are cut to match.
+- :class:`Generator`: megatron's static engine (``legacy=True``), batches of similar prompt
+  length (:func:`plan_batches`). Runs everywhere, the CPU included (as measured in ../shared/notes).
+- :class:`megatron_octo.generation_dynamic.DynamicGenerator`: megatron's dynamic engine — paged KV
+  cache, in-flight batching (a finished sequence's slot is refilled at once), CUDA graphs captured
+  once. Needs a CUDA GPU and flash-attn (its attention runs in flash-attn's paged-KV kernels); what
+  fails without them is written down in that module.
+
+Both translate the engine's results the same way (:func:`to_generation`): the response is cut at
+EOD, then at the first stop string (``finish_reason="stop"``; the static engine stops only at EOD,
+so the cut is made after generation), with the tokens and per-token log-probs cut to match;
+``"length"`` when the token budget ran out.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -91,12 +101,64 @@ def plan_batches(lengths: Sequence[int], max_batch_size: int, budget: int,
     return batches[::-1]
 
 
-class Generator:
-    """Batched generation from one GPTModel (any TP/PP) with megatron's static inference engine."""
+def token_budget(sc: SamplingConfig, prompt_len: int, max_sequence_length: int) -> int:
+    """New tokens a prompt of ``prompt_len`` tokens may get: ``sc.max_new_tokens`` within the engine's
+    maximum sequence length."""
+    budget = min(sc.max_new_tokens, max_sequence_length - prompt_len)
+    if budget < 1:
+        raise ValueError(f"prompt of {prompt_len} tokens leaves no room to generate within "
+                         f"max_sequence_length={max_sequence_length}")
+    return budget
 
-    def __init__(self, model, tokenizer, *, max_sequence_length: int, max_batch_size: int = 32, seed: int = 1234):
-        from megatron.core.inference.contexts import StaticInferenceContext
-        from megatron.core.inference.engines import StaticInferenceEngine
+
+def megatron_sampling_params(sc: SamplingConfig, budget: int, **extra):
+    """megatron's ``SamplingParams`` for ``sc``: greedy is top-k 1; top-p 1 is megatron's 0 (off)."""
+    from megatron.core.inference.sampling_params import SamplingParams
+
+    greedy = sc.temperature == 0
+    return SamplingParams(temperature=1.0 if greedy else sc.temperature, top_k=1 if greedy else sc.top_k,
+                          top_p=0.0 if greedy else (sc.top_p if sc.top_p < 1.0 else 0.0),
+                          return_log_probs=sc.return_log_probs, num_tokens_to_generate=budget, **extra)
+
+
+def _as_list(x) -> list:
+    return x.tolist() if torch.is_tensor(x) else list(x)
+
+
+def to_generation(tokenizer, req, sc: SamplingConfig, budget: int, early_stop: str = "eod") -> Generation:
+    """A finished engine request (static or dynamic: ``prompt``, ``prompt_tokens``,
+    ``generated_tokens``, ``generated_log_probs``) as a :class:`Generation`.
+
+    ``early_stop`` names why the engine may end a response before ``budget`` tokens when neither EOD
+    nor a stop string is found in it: always EOD for the static engine; the dynamic engine also stops
+    on a stop string it matched token by token.
+    """
+    tokens = [int(t) for t in _as_list(req.generated_tokens)]
+    eod = tokenizer.eod
+    reason = "length"
+    if eod in tokens:
+        tokens = tokens[:tokens.index(eod)]
+        reason = "eod"
+    logp = None
+    if sc.return_log_probs and req.generated_log_probs is not None:
+        logp = [float(x) for x in _as_list(req.generated_log_probs)]
+    keep, text, found = _cut_at_stop(tokenizer, tokens, sc.stop)
+    if found is not None:
+        tokens, reason = tokens[:keep], "stop"
+    if logp is not None:
+        logp = logp[:len(tokens)]
+    if reason == "length" and len(tokens) < budget:
+        reason = early_stop
+    return Generation(prompt=req.prompt, prompt_tokens=[int(t) for t in _as_list(req.prompt_tokens)], text=text,
+                      tokens=tokens, log_probs=logp, finish_reason=reason)
+
+
+class _EngineOnModel:
+    """What both engines share: megatron's GPT inference wrapper and text-generation controller on the
+    caller's ``GPTModel`` (not a copy), the sampling stream, and eval mode while generating."""
+
+    def _wrap(self, model, tokenizer, make_context, *, max_sequence_length: int, max_batch_size: int):
+        """Builds the wrapper config, ``make_context(wrapper_config)`` and the controller."""
         from megatron.core.inference.model_inference_wrappers.gpt.gpt_inference_wrapper import GPTInferenceWrapper
         from megatron.core.inference.model_inference_wrappers.inference_wrapper_config import InferenceWrapperConfig
         from megatron.core.inference.text_generation_controllers.text_generation_controller import (
@@ -117,36 +179,45 @@ class Generator:
             inference_max_requests=max_batch_size,
             inference_max_seq_length=max_sequence_length,
         )
-        self.context = StaticInferenceContext.from_config(wcfg)
+        self.context = make_context(wcfg)
         wrapped = GPTInferenceWrapper(model, wcfg, self.context)
-        controller = TextGenerationController(inference_wrapped_model=wrapped, tokenizer=tokenizer)
-        self.controller = controller
-        self.engine = StaticInferenceEngine(text_generation_controller=controller, max_batch_size=max_batch_size,
-                                            random_seed=seed, legacy=True)
-        self.reseed(seed)
+        self.controller = TextGenerationController(inference_wrapped_model=wrapped, tokenizer=tokenizer)
+        return self.controller
 
     def reseed(self, seed: int) -> None:
         """Restart the sampling stream: RL re-seeds every step so a resumed run samples the same."""
         self.controller.sampling_rng.manual_seed(int(seed))
 
-    def _sampling_params(self, sc: SamplingConfig, prompt_len: int):
-        from megatron.core.inference.sampling_params import SamplingParams
+    @contextmanager
+    def _eval_mode(self):
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
 
-        budget = min(sc.max_new_tokens, self.max_sequence_length - prompt_len)
-        if budget < 1:
-            raise ValueError(f"prompt of {prompt_len} tokens leaves no room to generate within "
-                             f"max_sequence_length={self.max_sequence_length}")
-        greedy = sc.temperature == 0
-        return SamplingParams(temperature=1.0 if greedy else sc.temperature, top_k=1 if greedy else sc.top_k,
-                              top_p=0.0 if greedy else (sc.top_p if sc.top_p < 1.0 else 0.0),
-                              return_log_probs=sc.return_log_probs, num_tokens_to_generate=budget)
+
+class Generator(_EngineOnModel):
+    """Batched generation from one GPTModel (any TP/PP) with megatron's static inference engine."""
+
+    def __init__(self, model, tokenizer, *, max_sequence_length: int, max_batch_size: int = 32, seed: int = 1234):
+        from megatron.core.inference.contexts import StaticInferenceContext
+        from megatron.core.inference.engines import StaticInferenceEngine
+
+        controller = self._wrap(model, tokenizer, StaticInferenceContext.from_config,
+                                max_sequence_length=max_sequence_length, max_batch_size=max_batch_size)
+        self.engine = StaticInferenceEngine(text_generation_controller=controller, max_batch_size=max_batch_size,
+                                            random_seed=seed, legacy=True)
+        self.reseed(seed)
+
+    def _sampling_params(self, sc: SamplingConfig, prompt_len: int):
+        return megatron_sampling_params(sc, token_budget(sc, prompt_len, self.max_sequence_length))
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], sc: SamplingConfig) -> List[List[Generation]]:
         """``sc.n`` generations per prompt, in prompt order."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with self._eval_mode():
             expanded = [p for p in prompts for _ in range(sc.n)]
             lengths = [len(self.tokenizer.tokenize(p)) for p in prompts]
             longest = max(lengths, default=0)
@@ -156,30 +227,27 @@ class Generator:
                                       params.num_tokens_to_generate):
                 results = self.engine.generate(prompts=[expanded[i] for i in batch], sampling_params=params)
                 for i, req in zip(batch, results):
-                    out[i] = self._finish(req, sc, params.num_tokens_to_generate)
-        finally:
-            self.model.train(was_training)
+                    out[i] = to_generation(self.tokenizer, req, sc, params.num_tokens_to_generate)
         return [out[i * sc.n:(i + 1) * sc.n] for i in range(len(prompts))]
 
-    def _finish(self, req, sc: SamplingConfig, budget: int) -> Generation:
-        tokens = [int(t) for t in (req.generated_tokens.tolist() if torch.is_tensor(req.generated_tokens)
-                                   else req.generated_tokens)]
-        eod = self.tokenizer.eod
-        reason = "length"
-        if eod in tokens:
-            tokens = tokens[:tokens.index(eod)]
-            reason = "eod"
-        logp = None
-        if sc.return_log_probs and req.generated_log_probs is not None:
-            lp = req.generated_log_probs
-            logp = [float(x) for x in (lp.tolist() if torch.is_tensor(lp) else lp)]
-        keep, text, found = _cut_at_stop(self.tokenizer, tokens, sc.stop)
-        if found is not None:
-            tokens, reason = tokens[:keep], "stop"
-        if logp is not None:
-            logp = logp[:len(tokens)]
-        if reason == "length" and len(tokens) < budget:
-            reason = "eod"  # the engine stopped early only at EOD
-        prompt_tokens = req.prompt_tokens.tolist() if torch.is_tensor(req.prompt_tokens) else list(req.prompt_tokens)
-        return Generation(prompt=req.prompt, prompt_tokens=prompt_tokens, text=text, tokens=tokens, log_probs=logp,
-                          finish_reason=reason)
+
+def make_generator(model, tokenizer, *, engine: str = "static", max_sequence_length: int, max_batch_size: int = 32,
+                   seed: int = 1234, cuda_graphs: bool = True, kv_cache_gb: float = 0.0):
+    """The generator of ``engine`` on ``model`` — a GPTModel, or megatron's DDP wrapper around the training
+    model (the dynamic engine then finishes the distributed optimizer's parameter all-gather before each
+    rollout). ``engine``: static | dynamic | auto (dynamic when a CUDA GPU and flash-attn are present: see
+    :func:`megatron_octo.config.resolve_rollout_engine`, whose ConfigError names ``rl.rollout_engine``).
+    ``cuda_graphs`` and ``kv_cache_gb`` concern the dynamic engine only."""
+    from megatron_octo.config import resolve_rollout_engine
+    from megatron_octo.generation_dynamic import flash_attn_for_dynamic_engine
+
+    gpu = torch.cuda.is_available()
+    engine = resolve_rollout_engine(engine, have_gpu=gpu, have_flash_attn=gpu and flash_attn_for_dynamic_engine())
+    common = dict(max_sequence_length=max_sequence_length, max_batch_size=max_batch_size, seed=seed)
+    if engine == "static":
+        from megatron.core.distributed import DistributedDataParallel
+
+        return Generator(model.module if isinstance(model, DistributedDataParallel) else model, tokenizer, **common)
+    from megatron_octo.generation_dynamic import DynamicGenerator
+
+    return DynamicGenerator(model, tokenizer, cuda_graphs=cuda_graphs, kv_cache_gb=kv_cache_gb, **common)

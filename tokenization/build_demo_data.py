@@ -25,6 +25,8 @@ kept small so the real loaders and templates still run::
     decay_hybrid: arith_web 0.3, web 0.05, arith_qa_long 0.3, arith_qa_short 0.3,
                   qa_long 0.025, qa_short 0.025
 
+    sft:          arith_qa_short 1.0    (``make rl-demo``: a model trained briefly, then RL)
+
 (65% QA rather than the paper's 30%: a model this small needs the exposure to learn the format
 within a few hundred steps.) The synthetic QA is rendered with the ``simple`` template (the RL
 stage's ``simple`` prompt layout) in every branch, so the branches differ only in their solutions
@@ -66,6 +68,8 @@ ARITH_MIXTURE = {
     "decay_hybrid": [("arith_web", "arith_web", 0.3), ("web", "math_web", 0.05),
                      ("arith_qa_long", "arith_qa_long", 0.3), ("arith_qa_short", "arith_qa_short", 0.3),
                      ("qa_long", "qa_long", 0.025), ("qa_short", "qa_short", 0.025)],
+    # `make rl-demo`'s supervised stage (recipes/demo/sft.yaml): the worked short solutions alone.
+    "sft": [("arith_qa_short", "arith_qa_short", 1.0)],
 }
 
 

@@ -147,7 +147,7 @@ def _load_sets(args):
 
 
 def evaluate(args, signals: Optional[_Signals] = None) -> int:
-    from megatron_octo.generation import Generator
+    from megatron_octo.generation import make_generator
     from megatron_octo.models.from_checkpoint import load_for_inference
     from megatron_octo.runtime import distributed as rt
 
@@ -159,8 +159,8 @@ def evaluate(args, signals: Optional[_Signals] = None) -> int:
 
     rank0 = dist.get_rank() == 0
     max_len = args.max_seq_len or loaded.arch.max_position_embeddings
-    gen = Generator(loaded.model, loaded.tokenizer, max_sequence_length=max_len,
-                    max_batch_size=args.batch_size, seed=args.seed)
+    gen = make_generator(loaded.model, loaded.tokenizer, engine="static", max_sequence_length=max_len,
+                         max_batch_size=args.batch_size, seed=args.seed)
     iteration = loaded.state.iteration
     out_dir = args.out or os.path.join(os.path.dirname(loaded.checkpoint), "eval", f"iter_{iteration:07d}")
     results: list[BenchResult] = []

@@ -23,19 +23,13 @@ import torch
 import torch.distributed as dist
 
 from megatron_octo.runtime import faults
+from megatron_octo.runtime.distributed import all_reduce_values
 from megatron_octo.training.optimizer_state import ensure_optimizer_state  # noqa: F401 (used as guards.*)
 
 
 def at_step_start(step: int) -> None:
     """Fault injection at the start of RL step ``step`` (0-based; inert unless OCTO_FAULT_INJECT is set)."""
     faults.hit("step", step + 1)
-
-
-def _world_sum(values: list[float]) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
-    if dist.is_initialized():
-        dist.all_reduce(t)
-    return t.tolist()
 
 
 def check_rollout(step: int, batch, rewards, samples_per_prompt: int, *, grpo: bool, other_loss_terms: bool,
@@ -55,10 +49,8 @@ def check_rollout(step: int, batch, rewards, samples_per_prompt: int, *, grpo: b
     timeouts = float(sum(x.reason == "timeout" for x in rewards))
     # Any rank non-finite / not uniform decides for all; timeouts are summed over data parallelism
     # (the other model-parallel ranks of a replica hold the same rewards).
-    n_bad, n_varied = _world_sum([float(bad), float(not uniform)])
-    t = torch.tensor([timeouts])
-    if dist.is_initialized():
-        dist.all_reduce(t, group=data_parallel_group)
+    n_bad, n_varied = all_reduce_values([float(bad), float(not uniform)])
+    (timeouts,) = all_reduce_values([timeouts], group=data_parallel_group)
     nan_step, uniform_step = n_bad > 0, n_varied == 0
     skip = nan_step or (uniform_step and not other_loss_terms)
     stop = nan_step and nan_policy == "stop"
@@ -71,10 +63,10 @@ def check_rollout(step: int, batch, rewards, samples_per_prompt: int, *, grpo: b
         elif uniform_step:
             print(f"{where} every group's samples scored the same (no learning signal); " + (
                 "update skipped" if skip else "updating for the entropy/KL terms only"), flush=True)
-        if t.item() > 0:
-            print(f"{where} {int(t.item())} reward(s) timed out (scored as a time-out)", flush=True)
+        if timeouts > 0:
+            print(f"{where} {int(timeouts)} reward(s) timed out (scored as a time-out)", flush=True)
     return {"fault/nan_steps": float(nan_step), "fault/uniform_steps": float(uniform_step),
-            "fault/reward_timeouts": float(t.item()), "skip": skip, "stop": stop}
+            "fault/reward_timeouts": timeouts, "skip": skip, "stop": stop}
 
 
 def on_first_tp_rank(compute):

@@ -116,7 +116,8 @@ class RLTrainer:
         from megatron.core import parallel_state as ps
 
         from megatron_octo.data.gpt_data import load_tokenizer
-        from megatron_octo.generation import Generator
+        from megatron_octo.generation import make_generator
+        from megatron_octo.generation_dynamic import flash_attn_for_dynamic_engine
         from megatron_octo.models import llama
         from megatron_octo.rl.reward import RewardConfig
         from megatron_octo.runtime import distributed as rt
@@ -126,13 +127,18 @@ class RLTrainer:
 
         cfg, r = self.cfg, self.cfg.rl
         le = rt.launch_env()
-        cfgmod.validate_rl(cfg, le.world_size, have_gpu=torch.cuda.is_available(),
-                           have_te=llama.transformer_engine_available())
+        gpu = torch.cuda.is_available()
+        have_fa = gpu and flash_attn_for_dynamic_engine()
+        cfgmod.validate_rl(cfg, le.world_size, have_gpu=gpu, have_te=llama.transformer_engine_available(),
+                           have_flash_attn=have_fa)
+        self.rollout_engine = cfgmod.resolve_rollout_engine(r.rollout_engine, have_gpu=gpu, have_flash_attn=have_fa)
+        graphs = self.rollout_engine == "dynamic" and r.cuda_graphs
         self.stairs = parse_stairs(dict(r.max_response_length))
         self.tokenizer = load_tokenizer(cfg)
         problems = load_prompts(r.prompts, r.question_key, r.answer_key)
 
-        rt.initialize(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.cp, seed=r.seed)
+        # CUDA graphs need megatron's graph-safe RNG tracker from the start.
+        rt.initialize(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.cp, seed=r.seed, cudagraphable_rng=graphs)
         from megatron_octo.rl.prompt_filter import render_and_filter
 
         # Token counts shared out over the ranks; over-length prompts dropped (counted, logged).
@@ -181,8 +187,10 @@ class RLTrainer:
             ckpt.load(src, self.ref, None, with_optimizer=False, layout={"tp": None, "pp": None, "dp": None})
             self.ref.eval().requires_grad_(False)
         longest = max(v for _, v in self.stairs) + r.max_prompt_length
-        self.generator = Generator(self.model.module, self.tokenizer, max_sequence_length=longest,
-                                   max_batch_size=r.rollout_batch_size, seed=r.seed)
+        # On the DDP-wrapped actor itself (the dynamic engine finishes its parameter all-gather per rollout).
+        self.generator = make_generator(self.model, self.tokenizer, engine=self.rollout_engine,
+                                        max_sequence_length=longest, max_batch_size=r.rollout_batch_size,
+                                        seed=r.seed, cuda_graphs=r.cuda_graphs, kv_cache_gb=r.kv_cache_gb)
         self.reward_cfg = RewardConfig(variant=r.reward_variant, timeout=r.grade_timeout)
         self.reward_fn = None
         if r.reward_fn is not None:
@@ -424,7 +432,9 @@ class RLTrainer:
         if self.is_log_rank:
             print(f"[megatron-octo] RL ({r.algorithm}) {self.cfg.run_name}: {self.started_from}; "
                   f"{len(self.prompts)} prompts ({self.dropped} longer than {r.max_prompt_length} tokens dropped); "
-                  f"{r.steps} steps of {r.prompts_per_step} prompts x {r.samples_per_prompt} samples", flush=True)
+                  f"{r.steps} steps of {r.prompts_per_step} prompts x {r.samples_per_prompt} samples; rollouts on "
+                  f"megatron's {self.rollout_engine} engine"
+                  f"{' with CUDA graphs' if self.rollout_engine == 'dynamic' and r.cuda_graphs else ''}", flush=True)
         self.writer.scalars({"fault/dropped_prompts": float(self.dropped)}, self.state.stage_iteration,
                             self.state.tokens)
         if r.val_interval and self.state.stage_iteration == 0:

@@ -102,9 +102,13 @@ def init_model_parallel(tp: int, pp: int, cp: int = 1) -> None:
     )
 
 
-def set_seed(seed: int) -> None:
+def set_seed(seed: int, cudagraphable_rng: bool = False) -> None:
     """Megatron-LM's seeding: the same seed on every rank, offset per pipeline stage, plus the
-    model-parallel RNG tracker (distinct TP streams for dropout/initialisation inside TP regions)."""
+    model-parallel RNG tracker (distinct TP streams for dropout/initialisation inside TP regions).
+
+    ``cudagraphable_rng``: the tracker keeps graph-safe generator states, which megatron's CUDA-graph
+    manager requires (Megatron-LM sets it with --cuda-graph-impl local); the dynamic rollout engine
+    with CUDA graphs needs it. The streams are seeded the same way either way."""
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed
 
@@ -112,14 +116,29 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    model_parallel_cuda_manual_seed(seed)
+    model_parallel_cuda_manual_seed(seed, use_cudagraphable_rng=cudagraphable_rng)
 
 
-def initialize(tp: int = 1, pp: int = 1, cp: int = 1, seed: int = 1234) -> LaunchEnv:
+def initialize(tp: int = 1, pp: int = 1, cp: int = 1, seed: int = 1234, cudagraphable_rng: bool = False) -> LaunchEnv:
     le = init_process_group()
     init_model_parallel(tp, pp, cp)
-    set_seed(seed)
+    set_seed(seed, cudagraphable_rng)
     return le
+
+
+def all_reduce_values(values: list[float], op: str = "sum", group=None) -> list[float]:
+    """A few numbers summed (``op="sum"``) or maxed (``"max"``) over ``group`` (default: every rank);
+    returned as they are without a process group. On the GPU when there is one: NCCL reduces CUDA
+    tensors only."""
+    t = torch.tensor(values, dtype=torch.float64, device="cuda" if torch.cuda.is_available() else "cpu")
+    if dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM, group=group)
+    return t.tolist()
+
+
+def any_rank(flag: bool, group=None) -> bool:
+    """True on every rank when ``flag`` is true on any (a collective: every rank must call it)."""
+    return all_reduce_values([float(flag)], "max", group)[0] > 0
 
 
 def shutdown() -> None:

@@ -109,17 +109,21 @@ def _barrier() -> None:
 def _rng_state():
     from megatron.core import parallel_state as ps
     from megatron.core.dist_checkpointing.mapping import ShardedObject
-    from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
+    from megatron.core.tensor_parallel.random import convert_cuda_rng_state, get_cuda_rng_tracker
     import random
 
     import numpy as np
 
+    # A graph-safe tracker (CUDA-graph rollouts) holds torch.Generator objects: saved as state tensors,
+    # so that a checkpoint loads with either kind of tracker.
+    tracker = {name: convert_cuda_rng_state(st, to_graphable=False)
+               for name, st in get_cuda_rng_tracker().get_states().items()}
     state = {
         "random": random.getstate(),
         "np": np.random.get_state(),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-        "tracker": get_cuda_rng_tracker().get_states(),
+        "tracker": tracker,
     }
     pp, tp = ps.get_pipeline_model_parallel_world_size(), ps.get_tensor_model_parallel_world_size()
     return ShardedObject("rng_state", state, (pp, tp),
@@ -131,14 +135,18 @@ def _set_rng_state(state) -> None:
     import random
 
     import numpy as np
-    from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
+    from megatron.core.tensor_parallel.random import (convert_cuda_rng_state, get_cuda_rng_tracker,
+                                                      is_graph_safe_cuda_rng_tracker)
 
     random.setstate(state["random"])
     np.random.set_state(state["np"])
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-    get_cuda_rng_tracker().set_states(state["tracker"])
+    tracker = get_cuda_rng_tracker()
+    graph_safe = is_graph_safe_cuda_rng_tracker(tracker)
+    tracker.set_states({name: convert_cuda_rng_state(st, to_graphable=graph_safe)
+                        for name, st in state["tracker"].items()})
 
 
 # fully_reshardable: the distributed optimizer state loads at any TP/PP/DP (gathered on DP rank 0 to

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-import torch.distributed as dist
-
-
-def _any_rank(flag: bool) -> bool:
-    t = torch.tensor([float(flag)], dtype=torch.float64)
-    if dist.is_initialized():
-        dist.all_reduce(t)
-    return bool(t.item() > 0)
+from megatron_octo.runtime.distributed import any_rank
 
 
 def ensure_optimizer_state(model, optimizer) -> None:
@@ -22,7 +14,7 @@ def ensure_optimizer_state(model, optimizer) -> None:
     starts at Adam step 2, in an uninterrupted run and a resumed one alike."""
     inner = [getattr(o, "optimizer", None) for o in getattr(optimizer, "chained_optimizers", None) or [optimizer]]
     empty = any(o is not None and len(o.state) == 0 for o in inner)
-    if not _any_rank(empty):  # every rank must step together (collectives)
+    if not any_rank(empty):  # every rank must step together (collectives)
         return
     model.zero_grad_buffer()
     optimizer.zero_grad()

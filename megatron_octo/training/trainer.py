@@ -66,11 +66,7 @@ class _SignalFlag:
         self.received = signum
 
     def any_rank(self) -> bool:
-        flag = torch.tensor([1 if self.received is not None else 0], dtype=torch.int32,
-                            device="cuda" if torch.cuda.is_available() else "cpu")
-        if dist.is_initialized():
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+        return rt.any_rank(self.received is not None)
 
     def restore(self):
         for sig, handler in self._previous.items():
@@ -127,13 +123,6 @@ def _forward_step(data_iterator, model, loss_fault: Optional[str] = None):
         attention_mask = cp["attention_mask"]
     output = model(tokens, position_ids, attention_mask, labels=labels)
     return output, partial(_loss_func, loss_mask, fault=loss_fault)
-
-
-def _any_rank(flag: bool) -> bool:
-    t = torch.tensor([1.0 if flag else 0.0], device="cuda" if torch.cuda.is_available() else "cpu")
-    if dist.is_initialized():
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 def _mean_over_dp(values: list[torch.Tensor]) -> float:
@@ -430,7 +419,7 @@ class Trainer:
         problem, grad_norm = None, None
         if not math.isfinite(loss):
             problem = f"non-finite loss ({loss})"
-        if _any_rank(problem is not None):
+        if rt.any_rank(problem is not None):
             return problem or "non-finite loss (on another rank)", None
         self.optimizer.prepare_grads()  # idempotent: step() prepares them again
         grad_norm = float(self.optimizer.get_grad_norm())
@@ -439,7 +428,7 @@ class Trainer:
             problem = f"non-finite gradient norm ({grad_norm})"
         elif threshold is not None and grad_norm > threshold:
             problem = f"gradient norm {grad_norm:.6g} above train.grad_norm_spike_threshold={threshold:g}"
-        if _any_rank(problem is not None):
+        if rt.any_rank(problem is not None):
             return problem or "gradient norm check failed on another rank", grad_norm
         return None, grad_norm
 

@@ -84,3 +84,26 @@ def test_export_loads_in_transformers(smoke_run):
     with torch.no_grad():
         logits = model(ids).logits
     assert logits.shape[:2] == ids.shape and torch.isfinite(logits).all()
+
+
+def test_rl_demo_smoke_on_the_demo_data(smoke_run, tmp_path):
+    """`make rl-demo`'s stages (supervised stage, GRPO and PPO from it) on the demo's data (--data):
+    both RL runs start from the supervised checkpoint, validate before and after, and the result
+    table and rl_demo.json are written."""
+    out, _ = smoke_run
+    rl_out = tmp_path / "rl-demo"
+    res = run([sys.executable, "-m", "megatron_octo.rl_demo", "--smoke", "--data", str(out / "data"),
+               "--out", str(rl_out)], timeout=400)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    sft = read_trainer_state(latest_checkpoint(str(rl_out / "sft")))
+    assert sft.stage == "stable" and sft.tokens == 32768
+    summary = json.loads((rl_out / "rl_demo.json").read_text())
+    for name, algo in (("rl_grpo", "GRPO"), ("rl_ppo", "PPO")):
+        st = read_trainer_state(latest_checkpoint(str(rl_out / name)))
+        assert (st.stage, st.stage_iteration) == ("rl", 2)
+        r = summary["result"][name]
+        assert r["algorithm"] == algo and [s for s, _ in r["curve"]] == [0, 2] and r["rl_seconds"] > 0, r
+        assert f"| {algo} | {100 * r['accuracy_before']:.1f}% |" in res.stdout
+    scalars = read_scalars(str(rl_out / "rl_ppo" / "tensorboard"))
+    assert {"critic/vf_loss", "critic/vf_explained_var"} <= set(scalars)
+    assert (rl_out / "report.md").exists() and summary["smoke"] is True

@@ -1,0 +1,260 @@
+"""DynamicGenerator (megatron's dynamic engine) against Generator (the static engine) on one tiny model.
+
+Checked: greedy tokens, texts, finish reasons (eod, stop, length) and per-token log-probs equal the
+static engine's, with n samples per prompt, prompts over several KV blocks, and a KV buffer too small
+for every request at once (megatron pauses/evicts, the merged results must not change); sampled
+log-probs equal a training-style forward's; reseeding repeats a sampled rollout; after an in-place
+weight update both engines generate from the new weights; the training forward/backward still runs
+after a rollout and no CUDA-graph manager stays on the layers.
+
+Without a GPU, megatron's dynamic engine cannot run as shipped (megatron_octo/generation_dynamic.py
+lists the three failures). This script then replaces, for itself only: pinned-memory requests (a
+TorchFunctionMode drops ``pin_memory=True``), NVTX ranges (no-ops) and flash-attn's two paged-KV
+kernels (the pure-torch ``_paged_attention`` below). With a GPU and flash-attn nothing is replaced
+and ``--cuda-graphs`` captures megatron's CUDA graphs (the GPU test in
+tests/distributed/test_dynamic_engine_parity.py).
+
+Usage: python tests/scripts/dynamic_generation_check.py [--cuda-graphs]; prints "OK ..." on success.
+"""
+import math
+import sys
+import types
+import warnings
+
+warnings.filterwarnings("ignore")
+import torch  # noqa: E402
+from torch.overrides import TorchFunctionMode  # noqa: E402
+
+
+# ----- test-only CPU stand-ins ------------------------------------------------------------------------
+def _gather_blocks(cache, blocks, n):
+    """[num_blocks, block, heads, d] paged cache -> the first n positions of the given blocks."""
+    return cache[blocks.long()].reshape(-1, *cache.shape[2:])[:n]
+
+
+def _attend(q, k, v, scale):
+    """Causal attention of q [lq, h, d] on k, v [lk, hk, d], the queries being the last lq positions."""
+    lq, lk = q.shape[0], k.shape[0]
+    rep = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    s = torch.einsum("qhd,khd->hqk", q.float(), k.float()) * scale
+    s = s.masked_fill(torch.arange(lk)[None, :] > torch.arange(lq)[:, None] + (lk - lq), float("-inf"))
+    return torch.einsum("hqk,khd->qhd", torch.softmax(s, dim=-1), v.float()).to(q.dtype)
+
+
+def _paged_attention(q, spans, kv_lengths, k_cache, v_cache, block_table, scale):
+    """Request i's queries q[a:b] ((a, b) = spans[i]) on its kv_lengths[i] cached keys and values."""
+    out = torch.zeros_like(q)
+    block = k_cache.shape[1]
+    for i, ((a, b), lk) in enumerate(zip(spans, kv_lengths)):
+        if b > a and lk > 0:
+            blocks = block_table[i, :math.ceil(lk / block)]
+            out[a:b] = _attend(q[a:b], _gather_blocks(k_cache, blocks, lk), _gather_blocks(v_cache, blocks, lk), scale)
+    return out
+
+
+def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale=None,
+                           causal=True, block_table=None, **_):
+    """flash-attn 2's varlen kernel on a paged cache (prefill steps): q [tokens, h, d]."""
+    assert causal and block_table is not None
+    spans = list(zip(cu_seqlens_q[:-1].tolist(), cu_seqlens_q[1:].tolist()))
+    lengths = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
+    return _paged_attention(q, spans, lengths, k, v, block_table, softmax_scale or q.shape[-1] ** -0.5)
+
+
+def flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=None, causal=True, block_table=None,
+                            softmax_scale=None, **_):
+    """flash-attn 2's decode kernel on a paged cache (decode-only steps): q [requests, 1, h, d]."""
+    assert causal and block_table is not None
+    flat = q.reshape(q.shape[0], *q.shape[2:])
+    spans = [(i, i + 1) for i in range(q.shape[0])]
+    out = _paged_attention(flat, spans, cache_seqlens.tolist(), k_cache, v_cache, block_table,
+                           softmax_scale or q.shape[-1] ** -0.5)
+    return out.reshape(q.shape)
+
+
+class _NoPinnedMemory(TorchFunctionMode):
+    def __torch_function__(self, func, types_, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kwargs.get("pin_memory"):
+            kwargs = dict(kwargs, pin_memory=False)
+        return func(*args, **kwargs)
+
+
+def install_cpu_standins():
+    import megatron.core.inference.engines.dynamic_engine as dynamic_engine
+    import megatron.core.transformer.attention as attention
+
+    _NoPinnedMemory().__enter__()
+    noop = lambda *a, **k: None  # noqa: E731
+    torch.cuda.nvtx.range_push = torch.cuda.nvtx.range_pop = noop
+    dynamic_engine.range_push = dynamic_engine.range_pop = noop
+    fa = types.ModuleType("flash_attn")
+    fa.__version__ = "2.7.3"  # what megatron's assert asks for; the kernels are the ones above
+    fa.flash_attn_varlen_func, fa.flash_attn_with_kvcache = flash_attn_varlen_func, flash_attn_with_kvcache
+    sys.modules["flash_attn"] = fa
+    attention.flash_attn_varlen_func = flash_attn_varlen_func
+    attention.flash_attn_with_kvcache = flash_attn_with_kvcache
+
+
+# ----- the checks -------------------------------------------------------------------------------------
+class _Tokenizer:
+    """The project's tokenizer with a settable EOD id, so that a greedy response can be made to end at EOD."""
+
+    def __init__(self, tok):
+        self._tok = tok
+        self.eod = tok.eod
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+
+# fp32 on the CPU: the engines differ by float rounding only, so everything must match. On a GPU the
+# model is bf16 (flash-attn has no fp32 kernels) and the two engines' attention kernels round
+# differently, so a greedy pick may flip where two tokens are within bf16 noise: a divergence must be
+# such a near-tie. The GPU tolerances are estimates, not measured (no GPU here).
+LOGP_TOL = {False: 2e-5, True: 5e-2}
+TIE_TOL = 5e-2
+
+
+def _next_token_log_probs(model, tokens):
+    """log-softmax of the model's next-token logits after ``tokens`` (a training-style forward)."""
+    dev = model.embedding.word_embeddings.weight.device
+    seq = torch.tensor([tokens], device=dev)
+    pos = torch.arange(len(tokens), device=dev).unsqueeze(0)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = torch.log_softmax(model(seq, pos, None)[0, -1].float(), -1).cpu()
+    model.train(was_training)
+    return out
+
+
+def _compare(model, static, dynamic, what, gpu):
+    """Greedy results of the two engines agree; returns the largest log-prob difference."""
+    worst = 0.0
+    for a_per, b_per in zip(static, dynamic, strict=True):
+        for a, b in zip(a_per, b_per, strict=True):
+            assert (a.prompt, a.prompt_tokens) == (b.prompt, b.prompt_tokens), what
+            diff = [i for i, (x, y) in enumerate(zip(a.tokens, b.tokens)) if x != y]
+            if not diff:
+                assert (a.tokens, a.text, a.finish_reason) == (b.tokens, b.text, b.finish_reason), \
+                    f"{what}: static {a.finish_reason} {a.tokens} != dynamic {b.finish_reason} {b.tokens}"
+            else:
+                i = diff[0]
+                assert gpu, f"{what}: static {a.tokens} != dynamic {b.tokens} from token {i}"
+                lp = _next_token_log_probs(model, a.prompt_tokens + a.tokens[:i])
+                tie = abs(float(lp[a.tokens[i]] - lp[b.tokens[i]]))
+                assert tie <= TIE_TOL, f"{what}: the engines part at token {i} on no near-tie ({tie:.3f})"
+            if a.log_probs is not None:
+                common = diff[0] if diff else len(a.tokens)
+                assert len(a.log_probs) == len(a.tokens) and len(b.log_probs) == len(b.tokens), what
+                worst = max([worst] + [abs(x - y) for x, y in zip(a.log_probs[:common], b.log_probs[:common])])
+    assert worst <= LOGP_TOL[gpu], f"{what}: greedy log-probs differ by {worst}"
+    return worst
+
+
+def main():
+    from megatron_octo import config as cfgmod
+    from megatron_octo.data.gpt_data import load_tokenizer
+    from megatron_octo.generation import Generator, SamplingConfig
+    from megatron_octo.generation_dynamic import DynamicGenerator, blocks_per_sequence, kv_block_bytes
+    from megatron_octo.models import llama
+    from megatron_octo.rl.logprobs import token_log_probs
+    from megatron_octo.runtime import distributed as rt
+
+    gpu = torch.cuda.is_available()
+    graphs = "--cuda-graphs" in sys.argv
+    assert gpu or not graphs, "--cuda-graphs needs a GPU"
+    cfg = cfgmod.load(None, ["train.tokens=0", "model.preset=tiny", "tokenizer.library=sentencepiece",
+                             "tokenizer.path=data/tokenizer/octo_sp8k.model"])
+    rt.initialize(1, 1, seed=11, cudagraphable_rng=graphs)
+    if not gpu:
+        install_cpu_standins()
+    tok = _Tokenizer(load_tokenizer(cfg))
+    arch = llama.run_architecture(cfg, tok)
+    model = llama.build_gpt_model(cfg, arch, pre_process=True, post_process=True)
+    if gpu:
+        model.cuda()
+    with torch.no_grad():  # sharper than the initial near-uniform distribution, so differences would show
+        for p in model.parameters():
+            p.mul_(3.0)
+    model.train()
+    # flash-attn 2's paged kernels take blocks of a multiple of 256 tokens; the CPU stand-in any size.
+    max_len, block = 96, (256 if gpu else 16)
+    static = Generator(model, tok, max_sequence_length=max_len, max_batch_size=8, seed=5)
+    dynamic = DynamicGenerator(model, tok, max_sequence_length=max_len, max_batch_size=8, seed=5,
+                               cuda_graphs=graphs, block_size_tokens=block)
+    # The buffer: room for every request at full length; megatron's own block arithmetic agrees.
+    ctx = dynamic.context
+    assert ctx.block_size_bytes == kv_block_bytes(model.config, block, 1)
+    assert ctx.block_allocator.active_count >= 8 * blocks_per_sequence(max_len, block), ctx.block_allocator
+    prompts = ["Problem: 2 + 2 = ?", "The derivative of x^2 is",
+               "A long prompt that spans more than one block of the paged cache: " + "one two three " * 6]
+
+    # Greedy, n=2: first pick a stop string that ends prompt 0's responses only, and an EOD id that
+    # ends prompt 1's only (prompt 2's run to the length limit).
+    greedy = SamplingConfig(max_new_tokens=24, temperature=0.0, n=2, return_log_probs=True)
+    first = [per[0] for per in static.generate(prompts, greedy)]
+    stop = next(first[0].text[i:i + 3] for i in range(4, len(first[0].text) - 3)
+                if first[0].text[i:i + 3].strip() and first[0].text[i:i + 3] not in first[1].text + first[2].text)
+    tok.eod = next(t for t in first[1].tokens[4:] if t not in first[0].tokens + first[2].tokens)
+    greedy.stop = [stop]
+    ref = static.generate(prompts, greedy)
+    worst = _compare(model, ref, dynamic.generate(prompts, greedy), "greedy", gpu)
+    reasons = {g.finish_reason for per in ref for g in per}
+    assert reasons == {"stop", "eod", "length"}, reasons
+
+    # A KV buffer for ~2 full-length sequences with 6 requests: the engine must pause / evict.
+    small = DynamicGenerator(model, tok, max_sequence_length=max_len, max_batch_size=8, seed=5, cuda_graphs=False,
+                             block_size_tokens=block,
+                             kv_cache_gb=(2 * blocks_per_sequence(max_len, block) + 1.5)
+                             * kv_block_bytes(model.config, block, 1) / 2**30)
+    greedy.stop = []
+    worst = max(worst, _compare(model, static.generate(prompts, greedy), small.generate(prompts, greedy),
+                                "small buffer", gpu))
+
+    # Sampling: the log-probs are those of the sampled tokens; a reseed repeats the rollout.
+    sampled = SamplingConfig(max_new_tokens=16, temperature=1.0, top_p=0.9, n=3, return_log_probs=True)
+    dynamic.reseed(123)
+    a = dynamic.generate(prompts, sampled)
+    dynamic.reseed(123)
+    b = dynamic.generate(prompts, sampled)
+    assert [[g.tokens for g in per] for per in a] == [[g.tokens for g in per] for per in b]
+    worst_sampled = 0.0
+    model.eval()
+    with torch.no_grad():
+        for g in (g for per in a for g in per if g.tokens):
+            assert len(g.log_probs) == len(g.tokens)
+            seq = torch.tensor([g.prompt_tokens + g.tokens], device=model.embedding.word_embeddings.weight.device)
+            pos = torch.arange(seq.shape[1], device=seq.device).unsqueeze(0)
+            lp = token_log_probs(model(seq[:, :-1], pos[:, :-1], None), seq[:, 1:])[0, len(g.prompt_tokens) - 1:]
+            worst_sampled = max(worst_sampled, (lp.cpu() - torch.tensor(g.log_probs)).abs().max().item())
+    assert worst_sampled <= LOGP_TOL[gpu], f"sampled log-probs differ from the forward's by {worst_sampled}"
+
+    # The training step runs after a rollout, and its in-place update reaches the next rollout.
+    model.train()
+    assert all(not hasattr(m, "cudagraph_manager") for m in model.modules())
+    assert model.config.cuda_graph_impl == "none"
+    seq = torch.randint(0, arch.vocab_size, (2, max_len + 1), device=model.embedding.word_embeddings.weight.device)
+    pos = torch.arange(max_len, device=seq.device).unsqueeze(0).expand(2, -1)
+    token_log_probs(model(seq[:, :-1], pos, None), seq[:, 1:]).sum().backward()
+    greedy.stop, tok.eod = [], tok._tok.eod
+    before = static.generate(prompts, greedy)
+    with torch.no_grad():  # inside the (CUDA-graphed) transformer layers, in place as an optimizer step
+        for name, p in model.decoder.named_parameters():
+            if name.endswith(("linear_proj.weight", "linear_fc2.weight")):
+                p.mul_(-1.0)
+        model.zero_grad()
+    after_static = static.generate(prompts, greedy)
+    assert [g.tokens for per in after_static for g in per] != [g.tokens for per in before for g in per], \
+        "the weight update changed nothing"
+    worst = max(worst, _compare(model, after_static, dynamic.generate(prompts, greedy), "after the update", gpu))
+    n = sum(len(g.tokens) for per in a for g in per)
+    print(f"OK gpu={gpu} cuda_graphs={graphs} sampled_tokens={n} max|dlogp greedy|={worst:.2e} "
+          f"max|dlogp sampled vs forward|={worst_sampled:.2e} evicted={small.engine.evicted_request_count}")
+    rt.shutdown()
+
+
+if __name__ == "__main__":
+    main()
