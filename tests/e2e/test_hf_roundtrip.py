@@ -293,3 +293,23 @@ def test_export_refuses_a_checkpoint_with_non_llama_tensors():
     r.extra = {"decoder.layers.self_attention.linear_qkv.bias": (arch.num_layers, 128)}
     with pytest.raises(tool.ConvertError, match="not a plain Llama checkpoint, unexpected tensor.*linear_qkv.bias"):
         tool.check_tensors(r, arch, export_plan(arch))
+
+
+def test_converted_checkpoint_starts_an_rl_run(tmp_path):
+    """A Hugging Face model imported with convert_from_hf is a starting point for RL too: a PPO step
+    (the actor and the critic both initialised from the converted weights) runs and saves."""
+    from megatron_octo.models.hf_config import arch_from_hf_config, model_overrides, read_hf_config
+    from megatron_octo.training.checkpointing import latest_checkpoint, read_trainer_state
+
+    hf = make_hf_model(tmp_path / "hf", vocab_size=8192)  # the bundled SentencePiece tokenizer's size
+    from_hf(hf, "--out", tmp_path / "mg")
+    arch = arch_from_hf_config(read_hf_config(str(hf)))
+    res = run([sys.executable, "-m", "megatron_octo.rl", "--config", str(ROOT / "recipes/tiny/rl_ppo.yaml"),
+               *model_overrides(arch), f"checkpoint.init_from={tmp_path / 'mg'}", f"checkpoint.save={tmp_path / 'ppo'}",
+               f"rl.reward_fn={ROOT}/tests/scripts/rl_test_reward.py:digit_share", "rl.steps=1", "rl.val_interval=0",
+               "rl.max_response_length={0: 16}", "rl.prompts_per_step=2", "rl.samples_per_prompt=2",
+               "rl.mini_batch_prompts=2"], timeout=200)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert f"initialised from {tmp_path / 'mg'}" in res.stdout and "rl step     1/1" in res.stdout
+    st = read_trainer_state(latest_checkpoint(str(tmp_path / "ppo")))
+    assert (st.stage, st.stage_iteration) == ("rl", 1)

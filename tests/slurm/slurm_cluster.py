@@ -236,20 +236,26 @@ def stop() -> list[str]:
         ids = _sh(["squeue", "-h", "-o", "%i"], check=False).stdout.split()
         if ids:
             _sh(["scancel", "--full", *ids], check=False)
-    for name in ("slurmd", "slurmctld", "munged"):
-        pid = _pid(name)
+    pids = {name: _pid(name) for name in ("slurmd", "slurmctld", "munged")}
+    for name, pid in pids.items():
         if pid:
             os.kill(pid, signal.SIGTERM)
-            t_end = time.time() + 10
-            while time.time() < t_end:
-                try:
-                    os.kill(pid, 0)
-                except OSError:
-                    break
-                time.sleep(0.2)
-            else:
-                os.kill(pid, signal.SIGKILL)
             stopped.append(f"{name} ({pid})")
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+    # One 10-second grace period for all three (they exit independently), then SIGKILL.
+    t_end = time.time() + 10
+    while time.time() < t_end and any(pid and alive(pid) for pid in pids.values()):
+        time.sleep(0.2)
+    for name, pid in pids.items():
+        if pid and alive(pid):
+            os.kill(pid, signal.SIGKILL)
         (STATE / f"{name}.pid").unlink(missing_ok=True)
     return stopped
 
