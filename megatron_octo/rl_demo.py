@@ -57,13 +57,13 @@ def plan(out: str, data: Optional[str], nproc: int, budget: demo.Budget) -> list
     stages.append(demo.Stage("sft", "supervised stage: short chain-of-thought solutions, from scratch", demo._torchrun(
         nproc, "megatron_octo.train", "recipes/demo/sft.yaml",
         [f"tokenizer.path={tok}", f"data.mixture={data}/mixture.yaml", f"checkpoint.save={out}/sft",
-         *budget.stable]), 215.0))
+         *budget.stable]), 200.0))
     for name, (algo, recipe) in RUNS.items():
         stages.append(demo.Stage(name, f"{algo} from the supervised checkpoint", demo._torchrun(
             nproc, "megatron_octo.rl", recipe,
             [f"tokenizer.path={tok}", f"rl.prompts={arith}/arith_rl.jsonl.gz",
              f"rl.val_benchmarks={arith}/arith_heldout.jsonl", f"checkpoint.init_from={out}/sft",
-             f"checkpoint.save={out}/{name}", *budget.rl]), 150.0 if algo == "GRPO" else 200.0))
+             f"checkpoint.save={out}/{name}", *budget.rl]), 112.0 if algo == "GRPO" else 155.0))
     return stages
 
 
