@@ -156,6 +156,10 @@ def main(argv=None) -> int:
     print(render(result), flush=True)
     print(f"\nDone in {time.perf_counter() - t0:.0f}s.\nResult: {out}/rl_demo.json\nReport: {report}\n"
           f"TensorBoard: tensorboard --logdir {out}", flush=True)
+    errors = [f"{r['algorithm']}: {r['error']}" for r in result.values() if "error" in r]
+    if errors:  # a recipe without validation (rl.val_interval: 0) leaves nothing to show
+        print("no result for " + "; ".join(errors), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -82,3 +82,35 @@ def test_bad_data_dir_is_named(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert f"--data {tmp_path}: missing mixture.yaml" in err and not (tmp_path / "o").exists()
+
+
+def _data_dir(tmp_path):
+    d = tmp_path / "data"
+    for name in ("mixture.yaml", "tokenizer/demo_sp2k.model", "arith/arith_rl.jsonl.gz", "arith/arith_heldout.jsonl"):
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text("")
+    return d
+
+
+@pytest.mark.parametrize("ppo_validated", [True, False])
+def test_main_writes_the_result_and_fails_without_one(tmp_path, monkeypatch, capsys, ppo_validated):
+    out = tmp_path / "out"
+
+    def fake_stages(stages, total, out_dir, env, t0, weights_total, facts):
+        assert [s.name for s in stages] == ["sft", "rl_grpo", "rl_ppo"]
+        for s in stages:
+            facts["stages"][s.name] = {"seconds": 1.0, "command": s.cmd}
+        _write_run(out, "rl_grpo", [(0, 0.3), (20, 0.5)], [(s, 1.0) for s in range(1, 21)])
+        _write_run(out, "rl_ppo", [(0, 0.3), (20, 0.45)] if ppo_validated else [], [(1, 1.0)])
+        return 0
+
+    monkeypatch.setattr(rl_demo.demo, "run_stages", fake_stages)
+    rc = rl_demo.main(["--out", str(out), "--data", str(_data_dir(tmp_path))])
+    captured = capsys.readouterr()
+    summary = json.loads((out / "rl_demo.json").read_text())
+    assert summary["result"]["rl_grpo"]["gain_points"] == 20.0
+    assert "| GRPO | 30.0% | 50.0% (20) | +20.0 | 20 s (stage 1 s) | step 20 (20 s) |" in captured.out
+    if ppo_validated:
+        assert rc == 0 and summary["result"]["rl_ppo"]["gain_points"] == 15.0
+    else:
+        assert rc == 1 and "no result for PPO: no held-out accuracy" in captured.err
