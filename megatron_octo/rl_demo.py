@@ -129,6 +129,11 @@ def main(argv=None) -> int:
         missing = [n for n in need if not os.path.exists(os.path.join(data, n))]
         if missing:
             p.error(f"--data {data}: missing {', '.join(missing)} (a `make demo` run's data directory has them)")
+        from omegaconf import OmegaConf
+
+        if "sft" not in (OmegaConf.load(os.path.join(data, "mixture.yaml")).get("stages") or {}):
+            p.error(f"--data {data}: {data}/mixture.yaml has no 'sft' stage (an older `make demo` run's; "
+                    "re-run tokenization/build_demo_data.py --arith on it, which rewrites mixture.yaml, or omit --data)")
     budget = SMOKE if args.smoke else FULL
     os.makedirs(out, exist_ok=True)
     env = dict(os.environ, PYTHONWARNINGS="ignore")

@@ -84,12 +84,22 @@ def test_bad_data_dir_is_named(tmp_path, capsys):
     assert f"--data {tmp_path}: missing mixture.yaml" in err and not (tmp_path / "o").exists()
 
 
-def _data_dir(tmp_path):
+def _data_dir(tmp_path, stages=("stable", "sft")):
     d = tmp_path / "data"
-    for name in ("mixture.yaml", "tokenizer/demo_sp2k.model", "arith/arith_rl.jsonl.gz", "arith/arith_heldout.jsonl"):
+    for name in ("tokenizer/demo_sp2k.model", "arith/arith_rl.jsonl.gz", "arith/arith_heldout.jsonl"):
         (d / name).parent.mkdir(parents=True, exist_ok=True)
         (d / name).write_text("")
+    (d / "mixture.yaml").write_text("stages:\n" + "".join(
+        f"  {s}:\n    - {{name: a, prefix: arith_qa_short, weight: 1.0}}\n" for s in stages))
     return d
+
+
+def test_data_dir_without_the_sft_stage_is_named(tmp_path, capsys):
+    data = _data_dir(tmp_path, stages=("stable",))
+    with pytest.raises(SystemExit) as e:
+        rl_demo.main(["--out", str(tmp_path / "o"), "--data", str(data)])
+    assert e.value.code == 2
+    assert f"{data}/mixture.yaml has no 'sft' stage" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("ppo_validated", [True, False])
