@@ -72,7 +72,7 @@ class Stage:
     nthreads: int = 1
 
 
-def _torchrun(nproc: int, module: str, recipe: str, overrides: list[str]) -> list[str]:
+def stage_command(nproc: int, module: str, recipe: str, overrides: list[str]) -> list[str]:
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
                 if nproc > 1 else [sys.executable])
     return [*launcher, "-m", module, "--config", recipe, *overrides]
@@ -95,11 +95,11 @@ def plan(out: str, nproc: int, branches: list[str], budget: Budget) -> list[Stag
             "--max-lines", str(budget.tokenizer_lines), "--output", tok[:-len(".model")]], 8.0),
         Stage("tokenize", "tokenize the corpora, write the mixtures",
               [py, "-m", "tokenization.build_demo_data", "--out", data, "--tokenizer", tok, "--arith", arith], 5.0),
-        Stage("stable", "stable stage", _torchrun(nproc, "megatron_octo.train", "recipes/demo/stable.yaml", [
+        Stage("stable", "stable stage", stage_command(nproc, "megatron_octo.train", "recipes/demo/stable.yaml", [
             *common, f"checkpoint.save={out}/stable", *budget.stable]), 190.0),
     ]
     for b in branches:
-        stages.append(Stage(f"decay_{b}", f"decay branch '{b}'", _torchrun(
+        stages.append(Stage(f"decay_{b}", f"decay branch '{b}'", stage_command(
             nproc, "megatron_octo.train", f"recipes/demo/decay_{b}.yaml",
             [*common, f"checkpoint.save={out}/decay_{b}", f"checkpoint.init_from={out}/stable", *budget.decay]), 85.0))
     rl_common = [f"tokenizer.path={tok}", f"rl.prompts={arith}/arith_rl.jsonl.gz",
@@ -107,7 +107,7 @@ def plan(out: str, nproc: int, branches: list[str], budget: Budget) -> list[Stag
     for b in ["control", *branches]:
         src = f"{out}/stable" if b == "control" else f"{out}/decay_{b}"
         stages.append(Stage(f"rl_{b}", f"GRPO from {'the stable checkpoint (control)' if b == 'control' else b}",
-                            _torchrun(nproc, "megatron_octo.rl", "recipes/demo/rl_grpo.yaml", [
+                            stage_command(nproc, "megatron_octo.rl", "recipes/demo/rl_grpo.yaml", [
                                 *rl_common, f"checkpoint.init_from={src}", f"checkpoint.save={out}/rl_{b}",
                                 f"run_name=demo-rl-{b}"]), 75.0))
     return stages
@@ -126,7 +126,7 @@ def eval_stages(out: str, models: list[str], budget: Budget) -> list[Stage]:
     return stages
 
 
-def _load_plot_run():
+def load_plot_run():
     spec = importlib.util.spec_from_file_location("plot_run", os.path.join(ROOT, "tools", "plot_run.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -178,7 +178,7 @@ def run_stages(stages: list[Stage], total: int, out: str, env: dict, t0: float, 
 
 def _best_rl(out: str, names: list[str]) -> Optional[str]:
     """The RL run with the highest held-out accuracy at its last validation (read as the report reads it)."""
-    plot_run = _load_plot_run()
+    plot_run = load_plot_run()
     best, best_acc = None, -1.0
     for n in names:
         st = plot_run.read_stage(out, n)
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     with open(os.path.join(out, "demo.json.tmp"), "w") as f:
         json.dump(facts, f, indent=1)
     os.replace(os.path.join(out, "demo.json.tmp"), os.path.join(out, "demo.json"))
-    report = _load_plot_run().render_report(out)
+    report = load_plot_run().render_report(out)
     print(f"\nDone in {time.perf_counter() - t0:.0f}s.\nReport: {report}\n"
           f"TensorBoard: tensorboard --logdir {out}", flush=True)
     return 0

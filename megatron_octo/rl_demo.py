@@ -56,12 +56,11 @@ def plan(out: str, data: Optional[str], nproc: int, budget: demo.Budget) -> list
         stages += demo.plan(out, nproc, [], budget)[:3]
     tok = os.path.join(data, "tokenizer", "demo_sp2k.model")
     arith = os.path.join(data, "arith")
-    stages.append(demo.Stage("sft", "supervised stage: short chain-of-thought solutions, from scratch", demo._torchrun(
-        nproc, "megatron_octo.train", "recipes/demo/sft.yaml",
-        [f"tokenizer.path={tok}", f"data.mixture={data}/mixture.yaml", f"checkpoint.save={out}/sft",
-         *budget.stable]), 200.0))
+    sft = demo.stage_command(nproc, "megatron_octo.train", "recipes/demo/sft.yaml", [
+        f"tokenizer.path={tok}", f"data.mixture={data}/mixture.yaml", f"checkpoint.save={out}/sft", *budget.stable])
+    stages.append(demo.Stage("sft", "supervised stage: short chain-of-thought solutions, from scratch", sft, 200.0))
     for name, (algo, recipe, seconds) in RUNS.items():
-        stages.append(demo.Stage(name, f"{algo} from the supervised checkpoint", demo._torchrun(
+        stages.append(demo.Stage(name, f"{algo} from the supervised checkpoint", demo.stage_command(
             nproc, "megatron_octo.rl", recipe,
             [f"tokenizer.path={tok}", f"rl.prompts={arith}/arith_rl.jsonl.gz",
              f"rl.val_benchmarks={arith}/arith_heldout.jsonl", f"checkpoint.init_from={out}/sft",
@@ -72,7 +71,7 @@ def plan(out: str, data: Optional[str], nproc: int, budget: demo.Budget) -> list
 def summarize(out: str) -> dict:
     """Per RL run, from its TensorBoard events: held-out accuracy before/after, the gain, and when
     (step, RL seconds) the gain first reached GAIN_TARGET."""
-    plot_run = demo._load_plot_run()
+    plot_run = demo.load_plot_run()
     result = {}
     for name, (algo, _, _) in RUNS.items():
         st = plot_run.read_stage(out, name)
@@ -132,8 +131,8 @@ def main(argv=None) -> int:
         from omegaconf import OmegaConf
 
         if "sft" not in (OmegaConf.load(os.path.join(data, "mixture.yaml")).get("stages") or {}):
-            p.error(f"--data {data}: {data}/mixture.yaml has no 'sft' stage (an older `make demo` run's; "
-                    "re-run tokenization/build_demo_data.py --arith on it, which rewrites mixture.yaml, or omit --data)")
+            p.error(f"--data {data}: {data}/mixture.yaml has no 'sft' stage (an older `make demo` run's; re-run "
+                    "tokenization/build_demo_data.py --arith on it, which rewrites mixture.yaml, or omit --data)")
     budget = SMOKE if args.smoke else FULL
     os.makedirs(out, exist_ok=True)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -159,7 +158,7 @@ def main(argv=None) -> int:
         with open(os.path.join(out, name + ".tmp"), "w") as f:
             json.dump(obj, f, indent=1)
         os.replace(os.path.join(out, name + ".tmp"), os.path.join(out, name))
-    report = demo._load_plot_run().render_report(out)
+    report = demo.load_plot_run().render_report(out)
     print(render(result), flush=True)
     print(f"\nDone in {time.perf_counter() - t0:.0f}s.\nResult: {out}/rl_demo.json\nReport: {report}\n"
           f"TensorBoard: tensorboard --logdir {out}", flush=True)
