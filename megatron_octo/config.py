@@ -130,6 +130,9 @@ class ScheduleConfig:
     warmup_tokens: int = 0
     min_lr: float = 0.0
     decay_style: str = "cosine"  # cosine | linear | minus_sqrt | exponential
+    # decay only: the LR the decay starts from. null: the LR the stable checkpoint ended at, which
+    # makes stable + decay one continuous WSD schedule.
+    start_lr: Optional[float] = None
 
 
 @dataclass
@@ -149,6 +152,11 @@ class CheckpointConfig:
     # Resuming, a corrupt latest checkpoint falls back to the newest intact older one (false: stop
     # with an error naming the bad files).
     fallback_on_corrupt: bool = False
+    # Resuming with a schedule value (schedule.*, train.tokens of a decay, optimizer.weight_decay,
+    # rl.lr, rl.critic_lr) that differs from the checkpoint's: refuse (exit 2 naming the key), config
+    # (apply the config's from the resume point, with a line saying so) or checkpoint (continue the
+    # checkpoint's, with a line saying so). A new stage (init_from) always takes its config's.
+    schedule_on_resume: str = "refuse"  # refuse | config | checkpoint
 
 
 @dataclass
@@ -236,6 +244,9 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+
+
+SCHEDULE_ON_RESUME = ("refuse", "config", "checkpoint")
 
 
 def _omegaconf_error(exc: OmegaConfBaseException, where: str) -> ConfigError:
@@ -369,6 +380,11 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> 
         _fail("schedule.init_lr", f"must be in [0, schedule.lr={sch.lr}], got {sch.init_lr}")
     if sch.warmup_tokens < 0:
         _fail("schedule.warmup_tokens", f"must be >= 0, got {sch.warmup_tokens}")
+    if sch.start_lr is not None:
+        if sch.stage != "decay":
+            _fail("schedule.start_lr", "sets where a decay stage starts; a stable stage's LR is schedule.lr")
+        if not (sch.start_lr > 0):
+            _fail("schedule.start_lr", f"must be > 0 (or null: the stable checkpoint's last LR), got {sch.start_lr}")
     if sch.stage == "decay" and cfg.checkpoint.init_from is None and _resume_dir(cfg) is None:
         _fail("checkpoint.init_from", "a decay stage starts from a stable checkpoint: set "
               "checkpoint.init_from to the stable run's checkpoint directory")
@@ -384,6 +400,7 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> 
     if ck.save_interval < 0:
         _fail("checkpoint.save_interval", f"must be >= 0, got {ck.save_interval}")
     _one_of("checkpoint.verify", ck.verify, ("checksum", "size", "off"))
+    _one_of("checkpoint.schedule_on_resume", ck.schedule_on_resume, SCHEDULE_ON_RESUME)
     if ck.init_from is not None and not os.path.isdir(ck.init_from):
         _fail("checkpoint.init_from", f"checkpoint directory not found: {ck.init_from}")
     if ck.load is not None and not os.path.isdir(ck.load):
@@ -507,6 +524,7 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool, have_fla
     _one_of("rl.kl_estimator", r.kl_estimator, ("low_var_kl", "k1", "k2"))
     _one_of("rl.reward_variant", r.reward_variant, ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty"))
     _one_of("rl.nan_policy", r.nan_policy, ("skip", "stop"))
+    _one_of("checkpoint.schedule_on_resume", cfg.checkpoint.schedule_on_resume, SCHEDULE_ON_RESUME)
     if have_flash_attn is None:
         from megatron_octo.generation_dynamic import flash_attn_for_dynamic_engine
 

@@ -322,7 +322,8 @@ def pretrain_section(stages: list, facts: DemoFacts, mark: _Marks) -> list:
         ])
     header = ["stage", "from", "steps", "tokens", "global tokens at end", "final loss", "min loss",
               "final validation loss", "LR at end", "wall time"]
-    notes = ["Steps, tokens, origin (`checkpoint.init_from`) and LR at end (the schedule's LR after the last "
+    notes = ["Steps, tokens, origin (`checkpoint.init_from`) and LR at end (the LR the optimizer's param groups "
+             "hold after the last "
              "step, where a following stage starts) come from the latest checkpoint; without one, LR at end is "
              "the last logged LR and the rest is \"—\". Losses are the logged values (every `train.log_interval` "
              "steps). Wall time is demo.json's, else ≈ from the TensorBoard writer's start (after the model is "

@@ -21,6 +21,9 @@ Comparison order for one answer pair (first success wins):
   4. lists: if either side has several top-level items ("1,3,5", "(1,2),(3,4)",
      "$69$,$84$", "\\{1,2\\}"), both must have the same number of items and every gold item
      must be matched by a distinct predicted item, in any order.
+
+The same workers also run OctoThinker's own rules (:func:`grade_octothinker`, the pure functions in
+:mod:`megatron_octo.eval.octothinker_grader`), whose sympy/math-verify calls can hang just the same.
 """
 
 from __future__ import annotations
@@ -37,17 +40,23 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait as _wait_conns
 from typing import Optional, Sequence, Union
 
+from megatron_octo.eval import octothinker_grader
 from megatron_octo.eval.answer import extract_answer, normalize_answer, split_top_level, strip_math_delimiters
 
 __all__ = [
+    "GRADERS",
     "Verdict",
     "configure_grader",
     "equivalent",
     "grade",
     "grade_batch",
     "grade_detailed",
+    "grade_octothinker",
     "shutdown_grader",
 ]
+
+# "math_verify": this module's equivalence (the default and the RL reward); "octothinker": the paper's rules.
+GRADERS = ("math_verify", "octothinker")
 
 Gold = Union[str, int, float, Sequence[str]]
 
@@ -59,13 +68,13 @@ DEFAULT_MEMORY_MB = 2048
 class Verdict:
     """Outcome of grading one response.
 
-    ``extracted`` is the predicted answer that was compared (None if nothing was found);
-    ``timed_out`` marks a comparison cut off by the time limit or a crashed worker (it then
-    counts as incorrect).
+    ``extracted`` is the predicted answer that was compared (None if nothing was found; a list of
+    strings for OctoThinker's MATH rule); ``timed_out`` marks a comparison cut off by the time limit
+    or a crashed worker (it then counts as incorrect).
     """
 
     correct: bool
-    extracted: Optional[str]
+    extracted: Union[str, list, None]
     timed_out: bool = False
 
 
@@ -222,9 +231,28 @@ def equivalent(pred: str, gold: str, *, inner_timeout: Optional[int] = None) -> 
 # ---------------------------------------------------------------------------------------
 
 
+def _judge_math_verify(pred: str, gold: str, inner_timeout: Optional[int]) -> bool:
+    try:
+        return equivalent(pred, gold, inner_timeout=inner_timeout)
+    except Exception:  # noqa: BLE001 - a grading failure (MemoryError included) is a wrong answer
+        return False
+
+
+def _judge_octothinker(response: str, gold: Gold, rule: str, question: str,
+                       inner_timeout: Optional[int]) -> tuple[bool, object]:
+    try:
+        return octothinker_grader.judge(response, gold, rule, question, inner_timeout)
+    except Exception:  # noqa: BLE001 - as OctoThinker's harness: an error is a wrong answer
+        return False, None
+
+
+# A worker task names its judge; the arguments follow, then math-verify's inner time limit.
+_JUDGES = {"math_verify": _judge_math_verify, "octothinker": _judge_octothinker}
+
+
 def _worker_main(read_fd: int, write_fd: int, memory_mb: int) -> None:
-    """Loop of a worker process: receive (pred, gold), send back a bool. Started by
-    ``python -m megatron_octo.eval._grader_worker``."""
+    """Loop of a worker process: receive (judge, args, inner_timeout), send back the judge's result.
+    Started by ``python -m megatron_octo.eval._grader_worker``."""
     from multiprocessing.connection import Connection
 
     rconn, wconn = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
@@ -240,6 +268,7 @@ def _worker_main(read_fd: int, write_fd: int, memory_mb: int) -> None:
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     _math_verify()
+    octothinker_grader.load_parsers()  # seconds of imports, paid before the first deadline starts
     wconn.send("ready")
     while True:
         try:
@@ -248,15 +277,10 @@ def _worker_main(read_fd: int, write_fd: int, memory_mb: int) -> None:
             return
         if msg is None:
             return
-        pred, gold, inner_timeout = msg
+        judge, args, inner_timeout = msg
+        result = _JUDGES[judge](*args, inner_timeout)
         try:
-            ok = equivalent(pred, gold, inner_timeout=inner_timeout)
-        except MemoryError:
-            ok = False
-        except Exception:  # noqa: BLE001 - a grading failure is a wrong answer, not a crash
-            ok = False
-        try:
-            wconn.send(bool(ok))
+            wconn.send(result)
         except (EOFError, OSError):
             return
 
@@ -384,13 +408,14 @@ def shutdown_grader() -> None:
 atexit.register(shutdown_grader)
 
 
-def _run_pairs(pairs: list[tuple[str, str]], timeout: float) -> list[tuple[bool, bool]]:
-    """(correct, timed_out) for each (pred, gold) pair, each under its own deadline."""
-    results: list[Optional[tuple[bool, bool]]] = [None] * len(pairs)
-    if not pairs:
+def _run_tasks(judge: str, tasks: list[tuple], timeout: float) -> list[tuple[object, bool]]:
+    """(result, timed_out) for each argument tuple of ``judge``, each under its own deadline; a task
+    cut off (or whose worker died) gets result None."""
+    results: list[Optional[tuple[object, bool]]] = [None] * len(tasks)
+    if not tasks:
         return []
     with _LOCK:
-        want = min(_SETTINGS.workers, len(pairs))
+        want = min(_SETTINGS.workers, len(tasks))
         while len(_WORKERS) < want:
             _WORKERS.append(_start_worker())
         inner = _inner_timeout(timeout)
@@ -399,12 +424,12 @@ def _run_pairs(pairs: list[tuple[str, str]], timeout: float) -> list[tuple[bool,
 
         def assign(w: _Worker) -> None:
             nonlocal next_task
-            if next_task >= len(pairs):
+            if next_task >= len(tasks):
                 w.task = None
                 return
             w.task = next_task
             next_task += 1
-            w.send.send((pairs[w.task][0], pairs[w.task][1], inner))
+            w.send.send((judge, tasks[w.task], inner))
             w.deadline = time.monotonic() + timeout
 
         def replace(w: _Worker) -> None:
@@ -425,17 +450,16 @@ def _run_pairs(pairs: list[tuple[str, str]], timeout: float) -> list[tuple[bool,
             for w in list(busy):
                 if w.conn in ready:
                     try:
-                        ok = w.conn.recv()
-                        results[w.task] = (bool(ok), False)
+                        results[w.task] = (w.conn.recv(), False)
                         assign(w)
                     except (EOFError, OSError):
                         # Worker died (e.g. killed by the OOM killer): count as a timeout.
-                        results[w.task] = (False, True)
+                        results[w.task] = (None, True)
                         replace(w)
                 elif time.monotonic() >= w.deadline:
-                    results[w.task] = (False, True)
+                    results[w.task] = (None, True)
                     replace(w)
-    return [r if r is not None else (False, True) for r in results]
+    return [r if r is not None else (None, True) for r in results]
 
 
 # ---------------------------------------------------------------------------------------
@@ -486,10 +510,44 @@ def grade_detailed(
     if timeout is None or timeout <= 0:
         res = [(equivalent(p, g), False) for p, g in pairs]
     else:
-        res = _run_pairs(pairs, float(timeout))
+        res = _run_tasks("math_verify", pairs, float(timeout))
     for i, (ok, to) in zip(index, res):
-        out[i] = Verdict(ok, preds[i], to)
+        out[i] = Verdict(bool(ok), preds[i], to)
     return out  # type: ignore[return-value]
+
+
+def grade_octothinker(
+    responses: Sequence[str],
+    golds: Sequence[Gold],
+    rules: Union[str, Sequence[str]],
+    *,
+    questions: Optional[Sequence[str]] = None,
+    timeout: Optional[float] = DEFAULT_TIMEOUT,
+) -> list[Verdict]:
+    """Grade responses with OctoThinker's own extraction and equivalence; one :class:`Verdict` each.
+
+    ``rules`` is one rule name for all, or one per response (see
+    :func:`megatron_octo.eval.octothinker_grader.rule_for`). ``questions`` feeds the MATH rule's
+    "separated by commas" split. Each response is extracted and judged in a worker under ``timeout``
+    seconds (the extraction regexes backtrack too); None or <= 0 runs in-process without a limit
+    (trusted inputs only).
+    """
+    if len(responses) != len(golds):
+        raise ValueError(f"{len(responses)} responses but {len(golds)} gold answers")
+    rule_list = [rules] * len(responses) if isinstance(rules, str) else list(rules)
+    question_list = list(questions) if questions is not None else [""] * len(responses)
+    if len(rule_list) != len(responses) or len(question_list) != len(responses):
+        raise ValueError("rules and questions must have one entry per response")
+    unknown = sorted(set(rule_list) - set(octothinker_grader.RULES))
+    if unknown:
+        raise ValueError(f"unknown OctoThinker rule(s) {unknown}; expected one of {sorted(octothinker_grader.RULES)}")
+    tasks = [(str(r), g, rule, q or "") for r, g, rule, q in zip(responses, golds, rule_list, question_list)]
+    if timeout is None or timeout <= 0:
+        res = [(_judge_octothinker(*task, None), False) for task in tasks]
+    else:
+        res = _run_tasks("octothinker", tasks, float(timeout))
+    return [Verdict(False, None, True) if to or value is None else Verdict(bool(value[0]), value[1])
+            for value, to in res]
 
 
 def grade_batch(

@@ -6,11 +6,19 @@
 
 Base models: few-shot, greedy (GSM8K 8-shot "Q:/A:", MATH500/OlympiadBench Minerva 4-shot, AMC23
 0-shot). RL models (``--protocol rl``): zero-shot with the RL template (``--template orz_base``).
-Sampled decoding (``--n`` > 1) reports mean@n and unbiased pass@k.
+Sampled decoding (``--n`` > 1) reports mean@n and unbiased pass@k. ``--list-protocols`` prints the
+paper's per-benchmark settings with their sources and exits.
 
-Writes ``<out>/<benchmark>.jsonl`` (prompt, response, extracted answer, gold, correct per sample),
-``<out>/summary.json``, ``<out>/results.md`` and TensorBoard scalars ``eval/<benchmark>/...``
-under ``<out>/tensorboard`` at the checkpoint's iteration.
+Every response is graded twice: by math-verify (``--grader math_verify``, the default and the RL
+reward) and by OctoThinker's own rules per benchmark (``--grader octothinker``, the rules behind the
+paper's numbers). ``--grader`` selects which verdict is the accuracy; ``--show-disagreements`` lists
+the samples on which the two differ in results.md.
+
+Writes ``<out>/<benchmark>.jsonl`` (prompt, response, gold, and per sample ``correct``/``extracted``
+of the selected grader plus ``correct_math_verify``, ``correct_octothinker``, ``extracted_math_verify``,
+``extracted_octothinker``), ``<out>/summary.json`` and ``<out>/results.md`` (both name the grader)
+and TensorBoard scalars ``eval/<benchmark>/...`` under ``<out>/tensorboard`` at the checkpoint's
+iteration.
 
 Exit codes: 0 done; 2 bad arguments, benchmark or checkpoint; 75 stopped by SIGTERM/SIGUSR1: the
 benchmarks finished before the signal have complete ``.jsonl`` files, nothing else is written (no
@@ -31,7 +39,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
+from megatron_octo.eval.grader import GRADERS, Verdict, grade_detailed, grade_octothinker
+from megatron_octo.eval.octothinker_grader import rule_for
+from megatron_octo.eval.protocols import format_protocol_table
+
 EXIT_SIGNALLED = 75  # stopped by SIGTERM/SIGUSR1 (EX_TEMPFAIL: run again)
+DISAGREEMENTS_SHOWN = 50  # per benchmark in results.md; the JSONL has them all
 
 
 class EvalInterrupted(Exception):
@@ -91,12 +104,17 @@ class BenchResult:
     pass_at_k: dict
     mean_response_tokens: float
     truncated: float  # share of responses that hit the token limit
+    grader: str = "math_verify"  # which grader's verdicts ``accuracy`` and ``pass_at_k`` use
+    octothinker_rule: str = ""
+    accuracy_math_verify: float = 0.0
+    accuracy_octothinker: float = 0.0
+    disagreements: int = 0  # samples the two graders judge differently
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m megatron_octo.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a save directory (latest) or one iter_NNNNNNN directory")
+    p.add_argument("--checkpoint", help="a save directory (latest) or one iter_NNNNNNN directory (required)")
     p.add_argument("--benchmarks", default="gsm8k,math500,olympiadbench,amc23",
                    help="comma-separated names (gsm8k, math500, olympiadbench, amc23, aime24, minerva_math, "
                         "college_math) or JSONL paths (with --fields)")
@@ -115,9 +133,19 @@ def parse_args(argv=None):
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--pp", type=int, default=1)
     p.add_argument("--grade-timeout", type=float, default=5.0)
+    p.add_argument("--grader", choices=GRADERS, default="math_verify",
+                   help="whose verdicts make the accuracy: math_verify (default, as the RL reward) or octothinker "
+                        "(the paper's extraction and equivalence per benchmark); both are recorded per sample")
+    p.add_argument("--show-disagreements", action="store_true",
+                   help="list in results.md the samples the two graders judge differently")
+    p.add_argument("--list-protocols", action="store_true",
+                   help="print the paper's per-benchmark evaluation settings with their sources, then exit")
     p.add_argument("--out", default=None, help="default: <checkpoint save dir>/eval/<iter>")
     p.add_argument("--seed", type=int, default=1234)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.list_protocols and not args.checkpoint:
+        p.error("the following arguments are required: --checkpoint")
+    return args
 
 
 def _check_args(args) -> None:
@@ -164,9 +192,10 @@ def evaluate(args, signals: Optional[_Signals] = None) -> int:
     iteration = loaded.state.iteration
     out_dir = args.out or os.path.join(os.path.dirname(loaded.checkpoint), "eval", f"iter_{iteration:07d}")
     results: list[BenchResult] = []
+    disagreements: list[dict] = []
     t0 = time.perf_counter()
     try:
-        _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0)
+        _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0, disagreements)
     except EvalInterrupted as exc:
         exc.out_dir, exc.done = out_dir, [r.name for r in results]
         exc.pending = [name for name, _, _ in sets if name not in exc.done]
@@ -175,15 +204,47 @@ def evaluate(args, signals: Optional[_Signals] = None) -> int:
         raise
     if rank0:
         with signals.writing(final=True):
-            _write_reports(out_dir, results, loaded, args, iteration)
+            _write_reports(out_dir, results, loaded, args, iteration, disagreements)
         print(f"[eval] wrote {out_dir}/summary.json, results.md and per-sample JSONL", flush=True)
     rt.shutdown()
     return 0
 
 
-def _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0) -> None:
+def grade_both(texts: list[str], examples, n: int, name: str, protocol_name: str, answer_style: str,
+               timeout: float) -> tuple[list[Verdict], list[Verdict], str]:
+    """math-verify and OctoThinker verdicts for ``n`` responses per example, and the OctoThinker rule used."""
+    golds = [ex.answer for ex in examples for _ in range(n)]
+    questions = [ex.question for ex in examples for _ in range(n)]
+    rule = rule_for(name, protocol_name)
+    by_math_verify = grade_detailed(texts, golds, style=answer_style, timeout=timeout)
+    by_octothinker = grade_octothinker(texts, golds, rule, questions=questions, timeout=timeout)
+    return by_math_verify, by_octothinker, rule
+
+
+def verdict_fields(mv: Verdict, oc: Verdict, grader: str) -> dict:
+    """The per-sample JSONL fields of both graders; ``correct``/``extracted``/``grade_timed_out`` are the
+    selected grader's."""
+    chosen = oc if grader == "octothinker" else mv
+    return {"extracted": chosen.extracted, "correct": chosen.correct, "grade_timed_out": chosen.timed_out,
+            "correct_math_verify": mv.correct, "correct_octothinker": oc.correct,
+            "extracted_math_verify": mv.extracted, "extracted_octothinker": oc.extracted}
+
+
+def disagreement_rows(name: str, examples, n: int, by_math_verify: list[Verdict],
+                      by_octothinker: list[Verdict]) -> list[dict]:
+    rows = []
+    for i, ex in enumerate(examples):
+        for j in range(n):
+            mv, oc = by_math_verify[i * n + j], by_octothinker[i * n + j]
+            if mv.correct != oc.correct:
+                rows.append({"benchmark": name, "id": ex.id, "sample": j, "gold": ex.answer,
+                             "extracted_math_verify": mv.extracted, "correct_math_verify": mv.correct,
+                             "extracted_octothinker": oc.extracted, "correct_octothinker": oc.correct})
+    return rows
+
+
+def _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0, disagreements=None) -> None:
     from megatron_octo.eval import passk
-    from megatron_octo.eval.grader import grade_detailed
     from megatron_octo.eval.prompts import get_protocol
     from megatron_octo.generation import SamplingConfig
     from megatron_octo.runtime import faults
@@ -199,53 +260,104 @@ def _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0) -> No
         if not rank0:
             continue
         flat = [g for per in gens for g in per]
-        golds = [ex.answer for ex in examples for _ in range(args.n)]
-        verdicts = grade_detailed([g.text for g in flat], golds, style=proto.answer_style,
-                                  timeout=args.grade_timeout)
-        correct = [[verdicts[i * args.n + j].correct for j in range(args.n)] for i in range(len(examples))]
+        by_mv, by_oc, rule = grade_both([g.text for g in flat], examples, args.n, name, protocol_name,
+                                        proto.answer_style, args.grade_timeout)
+
+        def matrix(verdicts: list[Verdict]) -> list[list[bool]]:
+            return [[verdicts[i * args.n + j].correct for j in range(args.n)] for i in range(len(examples))]
+
+        correct = matrix(by_oc if args.grader == "octothinker" else by_mv)
+        diffs = disagreement_rows(name, examples, args.n, by_mv, by_oc)
         os.makedirs(out_dir, exist_ok=True)
         tmp = os.path.join(out_dir, f".{name}.jsonl.tmp")
         with signals.writing():  # a signal now is raised once the file is complete and counted
             with open(tmp, "w") as f:
                 for i, ex in enumerate(examples):
                     for j in range(args.n):
-                        g, v = flat[i * args.n + j], verdicts[i * args.n + j]
+                        k = i * args.n + j
+                        g = flat[k]
                         f.write(json.dumps({"id": ex.id, "sample": j, "prompt": prompts[i], "response": g.text,
-                                            "extracted": v.extracted, "gold": ex.answer, "correct": v.correct,
-                                            "finish_reason": g.finish_reason, "response_tokens": len(g.tokens),
-                                            "grade_timed_out": v.timed_out}) + "\n")
+                                            "gold": ex.answer, "grader": args.grader,
+                                            **verdict_fields(by_mv[k], by_oc[k], args.grader),
+                                            "octothinker_rule": rule, "finish_reason": g.finish_reason,
+                                            "response_tokens": len(g.tokens)}) + "\n")
             os.replace(tmp, os.path.join(out_dir, f"{name}.jsonl"))
             results.append(BenchResult(
                 name=name, protocol=protocol_name, num_examples=len(examples),
                 accuracy=passk.mean_at_n(correct),
                 pass_at_k={f"pass@{k}": passk.pass_at_k(correct, k) for k in ks},
                 mean_response_tokens=sum(len(g.tokens) for g in flat) / max(len(flat), 1),
-                truncated=sum(g.finish_reason == "length" for g in flat) / max(len(flat), 1)))
-        print(f"[eval] {name} ({protocol_name}, {len(examples)} problems): accuracy {results[-1].accuracy:.4f} "
-              f"({time.perf_counter() - t0:.0f}s)", flush=True)
+                truncated=sum(g.finish_reason == "length" for g in flat) / max(len(flat), 1),
+                grader=args.grader, octothinker_rule=rule, accuracy_math_verify=passk.mean_at_n(matrix(by_mv)),
+                accuracy_octothinker=passk.mean_at_n(matrix(by_oc)), disagreements=len(diffs)))
+            if disagreements is not None:
+                disagreements.extend(diffs)
+        r = results[-1]
+        print(f"[eval] {name} ({protocol_name}, {len(examples)} problems): accuracy {r.accuracy:.4f} "
+              f"[{args.grader}] (math_verify {r.accuracy_math_verify:.4f}, octothinker {r.accuracy_octothinker:.4f}, "
+              f"{r.disagreements} disagreements) ({time.perf_counter() - t0:.0f}s)", flush=True)
 
 
-def _write_reports(out_dir, results, loaded, args, iteration) -> None:
+def results_markdown(header: str, results: list[BenchResult], grader: str,
+                     disagreements: Optional[list[dict]] = None) -> str:
+    """results.md: the accuracy table (selected grader, both graders side by side) and, when
+    ``disagreements`` is given, the samples the two graders judge differently."""
+    ks = list(results[0].pass_at_k) if results else []
+    lines = [header, "", f"Accuracy and pass@k use the `{grader}` grader "
+             + ("(OctoThinker's extraction and equivalence per benchmark, as in the paper)." if grader == "octothinker"
+                else "(math-verify, as the RL reward; `--grader octothinker` applies the paper's rules)."), "",
+             "| benchmark | protocol | problems | accuracy | " + " | ".join(ks)
+             + " | mean response tokens | truncated | math_verify | octothinker | disagreements |",
+             "|---|---|---|---|" + "---|" * len(ks) + "---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.name} | {r.protocol} | {r.num_examples} | {100 * r.accuracy:.1f} | "
+                     + " | ".join(f"{100 * v:.1f}" for v in r.pass_at_k.values())
+                     + f" | {r.mean_response_tokens:.1f} | {100 * r.truncated:.1f}% "
+                     f"| {100 * r.accuracy_math_verify:.1f} | {100 * r.accuracy_octothinker:.1f} ({r.octothinker_rule}) "
+                     f"| {r.disagreements} |")
+    if disagreements is not None:
+        lines += ["", "## Samples the graders disagree on", ""]
+        if not disagreements:
+            lines.append("None.")
+        for r in results:
+            rows = [d for d in disagreements if d["benchmark"] == r.name]
+            if not rows:
+                continue
+            lines += [f"### {r.name} ({len(rows)})", "",
+                      "| id | sample | gold | math_verify extracted | math_verify | octothinker extracted "
+                      "| octothinker |",
+                      "|---|---|---|---|---|---|---|"]
+            for d in rows[:DISAGREEMENTS_SHOWN]:
+                cells = [d["id"], d["sample"], d["gold"], d["extracted_math_verify"], d["correct_math_verify"],
+                         d["extracted_octothinker"], d["correct_octothinker"]]
+                lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+            if len(rows) > DISAGREEMENTS_SHOWN:
+                lines.append(f"\n{len(rows) - DISAGREEMENTS_SHOWN} more in {r.name}.jsonl (rows whose "
+                             "correct_math_verify and correct_octothinker differ).")
+            lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _md_cell(value) -> str:
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, list) else str(value)
+    return ("`" + text.replace("`", "'") + "`" if text else "").replace("|", "\\|").replace("\n", " ")
+
+
+def _write_reports(out_dir, results, loaded, args, iteration, disagreements=None) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     summary = {"checkpoint": loaded.checkpoint, "iteration": iteration, "tokens": loaded.state.tokens,
-               "protocol": args.protocol, "n": args.n, "temperature": args.temperature,
+               "protocol": args.protocol, "n": args.n, "temperature": args.temperature, "grader": args.grader,
                "benchmarks": {r.name: r.__dict__ for r in results}}
     tmp = os.path.join(out_dir, ".summary.json.tmp")
     with open(tmp, "w") as f:
         json.dump(summary, f, indent=2)
     os.replace(tmp, os.path.join(out_dir, "summary.json"))
-    ks = list(results[0].pass_at_k) if results else []
-    lines = [f"Checkpoint `{loaded.checkpoint}` (iteration {iteration}), protocol {args.protocol}, "
-             f"n={args.n}, temperature={args.temperature}", "",
-             "| benchmark | protocol | problems | accuracy | " + " | ".join(ks) + " | mean response tokens | truncated |",
-             "|---|---|---|---|" + "---|" * len(ks) + "---|---|"]
-    for r in results:
-        lines.append(f"| {r.name} | {r.protocol} | {r.num_examples} | {100 * r.accuracy:.1f} | "
-                     + " | ".join(f"{100 * v:.1f}" for v in r.pass_at_k.values())
-                     + f" | {r.mean_response_tokens:.1f} | {100 * r.truncated:.1f}% |")
+    header = (f"Checkpoint `{loaded.checkpoint}` (iteration {iteration}), protocol {args.protocol}, "
+              f"n={args.n}, temperature={args.temperature}, grader {args.grader}")
+    text = results_markdown(header, results, args.grader, disagreements if args.show_disagreements else None)
     with open(os.path.join(out_dir, ".results.md.tmp"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(text)
     os.replace(os.path.join(out_dir, ".results.md.tmp"), os.path.join(out_dir, "results.md"))
     tb = SummaryWriter(os.path.join(out_dir, "tensorboard"))
     for r in results:
@@ -261,6 +373,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.filterwarnings("ignore")
     args = parse_args(argv)
+    if args.list_protocols:
+        print(format_protocol_table())
+        return 0
     from megatron_octo.config import ConfigError
     from megatron_octo.eval.benchmarks import BenchmarkError
     from megatron_octo.training.checkpointing import CheckpointError

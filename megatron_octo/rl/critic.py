@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from megatron_octo.rl.losses import value_loss
+from megatron_octo.schedule import applied_lr
 
 HEAD_KEYS = ("output_layer.",)  # checkpoint keys of the value head (absent from an actor checkpoint)
 
@@ -67,11 +68,9 @@ class Critic:
 
         r = cfg.rl
         self.cfg = cfg
-        built = build_model_and_optimizer(cfg, arch, lr=r.critic_lr, min_lr=r.critic_lr,
-                                          model=build_value_model(cfg, arch, seed=r.seed))
+        # Its LR (rl.critic_lr) is bound by the RL trainer after any checkpoint load (schedule.py).
+        built = build_model_and_optimizer(cfg, arch, model=build_value_model(cfg, arch, seed=r.seed))
         self.model, self.optimizer = built.model, built.optimizer
-        for g in self.optimizer.param_groups:
-            g["lr"] = r.critic_lr
 
     def checkpoint_parts(self) -> dict:
         """Saved and resumed with the actor, under the key prefix ``critic.``."""
@@ -109,7 +108,7 @@ class Critic:
                                 report_keys=("vf_loss", "vf_clipfrac", "vpred_mean"), **minibatch_args)
         return {"critic/vf_loss": out.get("vf_loss"), "critic/vf_clipfrac": out.get("vf_clipfrac"),
                 "critic/vpred_mean": out.get("vpred_mean"), "critic/grad_norm": out.get("grad_norm"),
-                "critic/lr": self.cfg.rl.critic_lr}
+                "critic/lr": applied_lr(self.optimizer)}
 
     def _train_forward(self, data_iterator, model, scale: float):
         from functools import partial

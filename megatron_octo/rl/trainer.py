@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from megatron_octo import config as cfgmod
+from megatron_octo import schedule
 from megatron_octo.rl.advantages import broadcast_to_tokens, grpo_advantages
 from megatron_octo.rl.length_schedule import max_response_length, parse_stairs
 from megatron_octo.rl.logprobs import token_entropy, token_log_probs
@@ -152,10 +153,8 @@ class RLTrainer:
         self.is_last_stage = ps.is_pipeline_last_stage()
         self.is_log_rank = dist.get_rank() == self.world - 1
         self.arch = llama.run_architecture(cfg, self.tokenizer)
-        built = build_model_and_optimizer(cfg, self.arch, lr=r.lr, min_lr=r.lr)
+        built = build_model_and_optimizer(cfg, self.arch)
         self.model, self.optimizer = built.model, built.optimizer
-        for g in self.optimizer.param_groups:
-            g["lr"] = r.lr
         self.layout = {"tp": cfg.parallel.tp, "pp": cfg.parallel.pp, "dp": self.dp}
         self.critic = None
         if r.algorithm == "ppo":
@@ -172,6 +171,9 @@ class RLTrainer:
                 raise ckpt.CheckpointError(f"{resume}: a '{self.state.stage}' checkpoint in rl's checkpoint.save; "
                                            "start RL from it with checkpoint.init_from and a new checkpoint.save")
             self.started_from = f"resumed from {resume}"
+            self.lr_values, self.schedule_notes = schedule.reconcile(
+                self.state.schedule, self._configured_schedule(), self._schedule_keys(),
+                cfg.checkpoint.schedule_on_resume, resume)
         else:
             src = ckpt.resolve_checkpoint(cfg.checkpoint.init_from)
             st = ckpt.load(src, self.model, None, with_optimizer=False, layout={"tp": None, "pp": None, "dp": None})
@@ -179,6 +181,12 @@ class RLTrainer:
             self.started_from = f"initialised from {src}"
             if self.critic is not None:
                 self.critic.init_from(src, verify="off")  # the actor's load just verified src
+            self.lr_values, self.schedule_notes = self._configured_schedule(), []
+        # After any load (which puts the saved run's values in the param groups): the one schedule owner.
+        wd = self.lr_values["weight_decay"]
+        schedule.constant(self.optimizer, self.lr_values["lr"], wd)
+        if self.critic is not None:
+            schedule.constant(self.critic.optimizer, self.lr_values["critic_lr"], wd)
         self.ref = None
         if r.kl_coef > 0:
             self.ref = llama.build_gpt_model(cfg, self.arch, pre_process=ps.is_pipeline_first_stage(),
@@ -201,6 +209,19 @@ class RLTrainer:
         tb = cfg.logging.tensorboard_dir or (os.path.join(cfg.checkpoint.save, "tensorboard")
                                              if cfg.checkpoint.save else None)
         self.writer = MetricsWriter(tb, enabled=self.is_log_rank)
+
+    def _configured_schedule(self) -> dict:
+        r = self.cfg.rl
+        values = {"stage": "rl", "lr": r.lr, "weight_decay": self.cfg.optimizer.weight_decay}
+        if r.algorithm == "ppo":
+            values["critic_lr"] = r.critic_lr
+        return values
+
+    def _schedule_keys(self) -> dict:
+        keys = {"lr": "rl.lr", "weight_decay": "optimizer.weight_decay"}
+        if self.cfg.rl.algorithm == "ppo":
+            keys["critic_lr"] = "rl.critic_lr"
+        return keys
 
     # ----- one step -------------------------------------------------------------------------
     def _rollout(self, step: int):
@@ -365,7 +386,7 @@ class RLTrainer:
             "actor/pg_loss": upd.get("pg_loss"), "actor/pg_clipfrac": upd.get("clip_fraction"),
             "actor/ppo_kl": upd.get("approx_kl"), "actor/entropy": upd.get("entropy"),
             "actor/kl_loss": upd.get("kl"), "actor/grad_norm": upd.get("grad_norm"),
-            "actor/lr": r.lr, "groups/removed": float(sums[6]),
+            "actor/lr": schedule.applied_lr(self.optimizer), "groups/removed": float(sums[6]),
             "perf/rollout_tokens_per_sec": float(sums[2]) / max(t_rollout, 1e-9) / self.dp,
             "perf/train_tokens_per_sec": float(sums[5]) * r.ppo_epochs / max(t_update, 1e-9) / self.dp,
             "timing/rollout_s": t_rollout, "timing/old_log_prob_s": t_logp, "timing/update_s": t_update,
@@ -415,6 +436,7 @@ class RLTrainer:
         if not self.cfg.checkpoint.save:
             return None
         self.state.layout = dict(self.layout, world_size=self.world)
+        self.state.schedule = dict(self.lr_values)
         return ckpt.save(self.cfg.checkpoint.save, self.model, self.optimizer, self.state, self.config_yaml,
                          keep_last=self.cfg.checkpoint.keep_last, extra=self._checkpoint_parts())
 
@@ -435,6 +457,11 @@ class RLTrainer:
                   f"{r.steps} steps of {r.prompts_per_step} prompts x {r.samples_per_prompt} samples; rollouts on "
                   f"megatron's {self.rollout_engine} engine"
                   f"{' with CUDA graphs' if self.rollout_engine == 'dynamic' and r.cuda_graphs else ''}", flush=True)
+            lrs = f"actor LR {schedule.applied_lr(self.optimizer):g}" + (
+                f", critic LR {schedule.applied_lr(self.critic.optimizer):g}" if self.critic is not None else "")
+            print(f"[megatron-octo] {lrs}, weight decay {self.lr_values['weight_decay']:g}", flush=True)
+            for note in self.schedule_notes:
+                print(f"[megatron-octo] {note}", flush=True)
         self.writer.scalars({"fault/dropped_prompts": float(self.dropped)}, self.state.stage_iteration,
                             self.state.tokens)
         if r.val_interval and self.state.stage_iteration == 0:

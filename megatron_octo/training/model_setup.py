@@ -18,9 +18,10 @@ class ModelAndOptimizer:
     config: object  # the model's TransformerConfig
 
 
-def build_model_and_optimizer(cfg, arch, *, lr: float, min_lr: float = 0.0, model=None) -> ModelAndOptimizer:
+def build_model_and_optimizer(cfg, arch, *, model=None) -> ModelAndOptimizer:
     """``model``: an already built module of this rank's stage (e.g. the RL critic) instead of the
-    Llama GPTModel of ``arch``."""
+    Llama GPTModel of ``arch``. The optimizer applies no learning rate until a schedule is bound
+    to it (``schedule.build_scheduler``), after any checkpoint load."""
     from megatron.core import parallel_state as ps
     from megatron.core.distributed import (DistributedDataParallel, DistributedDataParallelConfig,
                                            finalize_model_grads)
@@ -51,7 +52,8 @@ def build_model_and_optimizer(cfg, arch, *, lr: float, min_lr: float = 0.0, mode
     o = cfg.optimizer
     optimizer = get_megatron_optimizer(
         OptimizerConfig(
-            optimizer=o.name, lr=lr, min_lr=min_lr, weight_decay=o.weight_decay,
+            # LR 0 until schedule.py binds the stage's schedule: it is the one owner of LR and weight decay.
+            optimizer=o.name, lr=0.0, min_lr=0.0, weight_decay=o.weight_decay,
             adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps, clip_grad=o.clip_grad,
             bf16=tconfig.bf16, params_dtype=tconfig.params_dtype,
             use_distributed_optimizer=par.use_distributed_optimizer,

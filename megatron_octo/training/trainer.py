@@ -7,6 +7,7 @@ distributed) with grad clipping, then the token-based LR schedule.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -20,11 +21,11 @@ import torch
 import torch.distributed as dist
 
 from megatron_octo import config as cfgmod
+from megatron_octo import schedule
 from megatron_octo.data import gpt_data
 from megatron_octo.models import llama
 from megatron_octo.runtime import distributed as rt
 from megatron_octo.runtime import faults
-from megatron_octo.schedule import ScheduleState, build_scheduler, current_lr
 from megatron_octo.training import checkpointing as ckpt
 from megatron_octo.training import integrity
 from megatron_octo.training.model_setup import build_model_and_optimizer
@@ -171,7 +172,7 @@ class Trainer:
         self.padded_vocab = llama.padded_vocab_size(self.arch.vocab_size, cfg.model.make_vocab_size_divisible_by,
                                                     cfg.parallel.tp)
 
-        built = build_model_and_optimizer(cfg, self.arch, lr=cfg.schedule.lr, min_lr=cfg.schedule.min_lr)
+        built = build_model_and_optimizer(cfg, self.arch)
         self.model, self.optimizer, self.tconfig = built.model, built.optimizer, built.config
 
         self._restore()
@@ -191,10 +192,11 @@ class Trainer:
                 "distributed_optimizer": bool(p.use_distributed_optimizer)}
 
     def _restore(self):
-        """Resume this stage, or start it (from scratch or from another run's checkpoint)."""
+        """Resume this stage, or start it (from scratch or from another run's checkpoint); then the
+        schedule, bound to the optimizer after any load (schedule.py states the policy)."""
         cfg = self.cfg
-        budget = cfg.train.tokens
         self._saved = (None, None)  # (iteration, path) of the save directory's newest checkpoint
+        self.resumed_from = self.initialised_from = None
         st, resume_dir = self._load_latest()
         if resume_dir is not None:
             if cfg.checkpoint.save and os.path.realpath(os.path.dirname(resume_dir)) == os.path.realpath(cfg.checkpoint.save):
@@ -203,37 +205,31 @@ class Trainer:
                 raise ckpt.CheckpointError(
                     f"{resume_dir}: is a '{st.stage}' checkpoint but schedule.stage={cfg.schedule.stage}; "
                     "to branch a decay stage from it use checkpoint.init_from with a new checkpoint.save")
-            sched = ScheduleState.from_dict(st.schedule)
             self.state = st
             self.resumed_from = resume_dir
-            start_tokens, start_lr = sched.start_tokens, sched.start_lr
+            sched, notes = schedule.resume(schedule.ScheduleState.from_dict(st.schedule), cfg,
+                                           cfg.checkpoint.schedule_on_resume, resume_dir)
         elif cfg.checkpoint.init_from is not None:
             src = ckpt.resolve_checkpoint(cfg.checkpoint.init_from)
             weights_only = cfg.checkpoint.init_weights_only
             st = ckpt.load(src, self.model, self.optimizer, with_optimizer=not weights_only, layout=self._layout(),
                            verify=cfg.checkpoint.verify)
-            prev = ScheduleState.from_dict(st.schedule) if st.schedule else None
+            prev = schedule.ScheduleState.from_dict(st.schedule) if st.schedule else None
+            if cfg.schedule.stage == "decay" and prev is None:
+                raise ckpt.CheckpointError(f"{src}: has no schedule state; a decay stage needs a stable checkpoint")
             # A new stage: its own data position from 0; global iteration and tokens continue.
             self.state = ckpt.TrainerState(iteration=st.iteration, tokens=st.tokens, stage=cfg.schedule.stage,
                                            run_name=cfg.run_name, layout=self._layout())
-            self.resumed_from = None
             self.initialised_from = src
-            start_tokens = st.tokens
-            start_lr = prev.lr if (prev is not None and cfg.schedule.stage == "decay") else None
-            if cfg.schedule.stage == "decay" and prev is None:
-                raise ckpt.CheckpointError(f"{src}: has no schedule state; a decay stage needs a stable checkpoint")
+            sched = schedule.planned(cfg, start_tokens=st.tokens, start_lr=prev.lr if prev is not None else None)
+            notes = [f"schedule from the config (a new stage); {_describe(sched, cfg, src)}"]
         else:
             self.state = ckpt.TrainerState(stage=cfg.schedule.stage, run_name=cfg.run_name, layout=self._layout())
-            self.resumed_from = None
-            start_tokens, start_lr = 0, None
-        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.optimizer.weight_decay,
-                                         stage_tokens=budget, start_tokens=start_tokens, start_lr=start_lr)
-        if self.resumed_from is not None:
-            # Put the scheduler exactly where the checkpoint left it.
-            self.scheduler.num_steps = start_tokens
-            self.scheduler.step(self.state.tokens - start_tokens)
-        self.sched_start = (start_tokens, start_lr if start_lr is not None else cfg.schedule.lr)
-        self.total_steps = -(-budget // self.tps)
+            sched, notes = schedule.planned(cfg, start_tokens=0), []
+        self.scheduler = schedule.build_scheduler(sched, self.optimizer)
+        self.stage_schedule = sched
+        self.schedule_notes = notes
+        self.total_steps = -(-cfg.train.tokens // self.tps)
 
     def _load_latest(self):
         """(state, path) of the newest checkpoint of checkpoint.load (else .save) that verifies;
@@ -263,9 +259,8 @@ class Trainer:
 
     # ----- loop ---------------------------------------------------------------------------
     def _schedule_state(self) -> dict:
-        return ScheduleState(stage=self.cfg.schedule.stage, start_tokens=self.sched_start[0],
-                             start_lr=self.sched_start[1], stage_tokens=self.cfg.train.tokens,
-                             tokens=self.state.tokens, lr=current_lr(self.scheduler)).to_dict()
+        return dataclasses.replace(self.stage_schedule, tokens=self.state.tokens,
+                                   lr=schedule.applied_lr(self.optimizer)).to_dict()
 
     def save(self) -> Optional[str]:
         if not self.cfg.checkpoint.save:
@@ -322,20 +317,21 @@ class Trainer:
                              stage_tokens=self.state.stage_tokens)
         if self.is_log_rank:
             where = (f"resumed from {self.resumed_from}" if self.resumed_from else
-                     f"initialised from {getattr(self, 'initialised_from', None)}" if getattr(self, "initialised_from", None)
-                     else "from scratch")
+                     f"initialised from {self.initialised_from}" if self.initialised_from else "from scratch")
             self.writer.console(
                 f"[megatron-octo] {cfg.run_name}: stage={cfg.schedule.stage} {where}; world={self.world} "
                 f"tp={cfg.parallel.tp} pp={cfg.parallel.pp} dp={self.dp}; {self.total_steps} steps of "
                 f"{self.tps} tokens; params={llama.num_parameters(self.arch, self.padded_vocab)/1e6:.2f}M")
             self.writer.text("config", "```\n" + self.config_yaml + "\n```")
+            for note in self.schedule_notes:
+                self.writer.console(f"[megatron-octo] {note}")
         log_t0, log_steps = time.perf_counter(), 0
         save_every = cfg.checkpoint.save_interval
         while self.state.stage_iteration < self.total_steps:
             step_no = self.state.iteration + 1
             faults.hit("step", step_no)  # OCTO_FAULT_INJECT (tests only; inert otherwise)
             loss_fault = faults.loss_fault(step_no)
-            lr = current_lr(self.scheduler)
+            lr, wd = schedule.applied_lr(self.optimizer), schedule.applied_weight_decay(self.optimizer)
             self.model.zero_grad_buffer()
             self.optimizer.zero_grad()
             out = fwd_bwd(forward_step_func=partial(_forward_step, loss_fault=loss_fault) if loss_fault else _forward_step,
@@ -372,7 +368,7 @@ class Trainer:
                 dt = (time.perf_counter() - log_t0) / log_steps
                 tflops = self.flops_per_token * self.tps / dt / self.world / 1e12
                 mem_name, mem = memory_gb()
-                vals = {"lm loss": loss, "learning-rate": lr, "grad-norm": grad_norm,
+                vals = {"lm loss": loss, "learning-rate": lr, "weight-decay": wd, "grad-norm": grad_norm,
                         "batch-size": cfg.train.global_batch_size, "throughput": tflops,
                         "tokens-per-sec": self.tps / dt, "mfu": tflops * 1e12 / self.peak,
                         "iteration-time": dt, mem_name: mem, "skipped-iterations": self.state.skipped_iterations,
@@ -441,3 +437,13 @@ class Trainer:
                             self.state.iteration, self.state.tokens, vs_tokens=("lm loss validation",))
         self.writer.console(f" validation loss at iteration {self.state.iteration} | lm loss: {vloss:.6E} | "
                             f"lm loss PPL: {ppl:.6E}")
+
+
+def _describe(sched, cfg, src: str) -> str:
+    """One line saying which value came from where, for a new stage."""
+    if sched.stage == "decay":
+        start = ("schedule.start_lr" if cfg.schedule.start_lr is not None else f"the last LR of {src}")
+        return (f"decay from {sched.start_lr:.6g} ({start}) to schedule.min_lr={sched.min_lr:.6g} over "
+                f"train.tokens={sched.stage_tokens} ({sched.decay_style}); weight decay {sched.weight_decay:g}")
+    return (f"stable at schedule.lr={sched.start_lr:.6g} after {sched.warmup_tokens} warmup tokens (counted from "
+            f"token 0); weight decay {sched.weight_decay:g}")

@@ -65,6 +65,24 @@ def test_rl_protocol_and_sampling(checkpoint):
     assert set(bench["pass_at_k"]) == {"pass@1", "pass@3"} and bench["protocol"] == "orz_base"
 
 
+def test_octothinker_grader_records_both_verdicts(checkpoint):
+    out = checkpoint / "ev_octo"
+    res = _eval(["--checkpoint", str(checkpoint / "ckpt"), "--benchmarks", "gsm8k,olympiadbench", "--limit", "2",
+                 "--max-new-tokens", "16", "--grader", "octothinker", "--show-disagreements", "--out", str(out)])
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["grader"] == "octothinker"
+    assert summary["benchmarks"]["olympiadbench"]["octothinker_rule"] == "olympiad"
+    for name in ("gsm8k", "olympiadbench"):
+        rows = [json.loads(line) for line in open(out / f"{name}.jsonl")]
+        assert len(rows) == 2
+        for row in rows:
+            assert row["grader"] == "octothinker" and row["correct"] == row["correct_octothinker"]
+            assert {"correct_math_verify", "extracted_math_verify", "extracted_octothinker"} <= set(row)
+    report = (out / "results.md").read_text()
+    assert "grader octothinker" in report and "## Samples the graders disagree on" in report
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["--benchmarks", "nosuchbench"], "nosuchbench"),
     (["--benchmarks", "{tmp}/missing.jsonl", "--fields", "question=q,answer=a"], "missing.jsonl"),

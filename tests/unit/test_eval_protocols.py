@@ -1,0 +1,122 @@
+"""The paper's per-benchmark settings table, the eval CLI's grader flags, and the runner's report pieces."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from megatron_octo.eval import octothinker_grader as og
+from megatron_octo.eval import runner
+from megatron_octo.eval.benchmarks import BENCHMARKS, Example
+from megatron_octo.eval.grader import Verdict
+from megatron_octo.eval.prompts import GSM8K_8SHOT_EXEMPLARS, MINERVA_4SHOT_EXEMPLARS, PROTOCOLS, build_prompt
+from megatron_octo.eval.protocols import PAPER_PROTOCOLS, SOURCES, Cited, format_protocol_table, paper_protocol
+from tests.helpers import run
+
+pytestmark = pytest.mark.timeout(120)
+
+PAPER_SETS = ("gsm8k", "math500", "olympiadbench", "amc23")
+
+
+def test_table_covers_the_paper_sets_for_both_kinds_of_model():
+    assert sorted((p.benchmark, p.model) for p in PAPER_PROTOCOLS) == sorted(
+        (b, m) for b in PAPER_SETS for m in ("base", "rl"))
+
+
+@pytest.mark.parametrize("p", PAPER_PROTOCOLS, ids=lambda p: f"{p.benchmark}-{p.model}")
+def test_every_value_cites_a_known_source(p):
+    cited = [v for v in vars(p).values() if isinstance(v, Cited)]
+    assert len(cited) == 7
+    assert all(v.source in SOURCES for v in cited)
+
+
+@pytest.mark.parametrize("p", PAPER_PROTOCOLS, ids=lambda p: f"{p.benchmark}-{p.model}")
+def test_table_matches_the_prompts_we_run(p):
+    proto = PROTOCOLS[p.prompt.value]
+    assert proto.stop == p.stop.value
+    assert proto.max_new_tokens == p.max_new_tokens.value
+    assert proto.greedy is p.greedy.value
+    spec = BENCHMARKS[p.benchmark]
+    assert p.prompt.value == (spec.base_protocol if p.model == "base" else spec.rl_protocol)
+    rule = og.RULES[og.rule_for(p.benchmark, p.prompt.value)]
+    assert p.equivalence.value == rule.equivalence
+    if p.model == "base":
+        assert p.extraction.value == rule.extraction
+        assert callable(getattr(og, rule.extraction)) and callable(getattr(og, rule.equivalence))
+    else:
+        assert rule.name == "rl_boxed"
+
+
+def test_shot_counts_match_the_exemplars():
+    assert paper_protocol("gsm8k", "base").shots.value == GSM8K_8SHOT_EXEMPLARS.count("Q: ") == 8
+    assert paper_protocol("math500", "base").shots.value == MINERVA_4SHOT_EXEMPLARS.count("Problem:\n") == 4
+    assert paper_protocol("amc23", "base").shots.value == 0 == build_prompt("amc_0shot", "x").count("Q: ") - 1
+    with pytest.raises(KeyError, match="aime24"):
+        paper_protocol("aime24", "base")
+
+
+def test_formatted_table_lists_rows_and_sources():
+    text = format_protocol_table()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(PAPER_PROTOCOLS)
+    assert "'\\nQ:' [gsm-prompt]" in text and "8192 [rl-script]" in text
+    for tag in SOURCES:
+        assert f"[{tag}]" in text
+
+
+def test_list_protocols_cli_needs_no_checkpoint():
+    res = run([sys.executable, "-m", "megatron_octo.eval", "--list-protocols"], timeout=100)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.startswith("| benchmark | model | prompt |") and "eval_olympiad_math [eval-config]" in res.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    ([], "--checkpoint"),
+    (["--checkpoint", "x", "--grader", "sympy"], "--grader"),
+])
+def test_bad_flags_exit_2(args, fragment):
+    res = run([sys.executable, "-m", "megatron_octo.eval", *args], timeout=100)
+    assert res.returncode == 2 and fragment in res.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Runner pieces (no model): both verdicts per sample, the selected one, the report
+# ---------------------------------------------------------------------------------------
+
+EXAMPLES = [Example("q1", "Ducks lay 16 eggs...", "18"), Example("q2", "2+2?", "4")]
+# Sample 0: math-verify reads "The answer is 18"; OctoThinker's GSM rule reads the last number (20).
+TEXTS = ["The answer is 18.\nCheck: 18 + 2 = 20.", "The answer is 4."]
+
+
+def test_grade_both_and_disagreements():
+    mv, oc, rule = runner.grade_both(TEXTS, EXAMPLES, 1, "gsm8k", "gsm8k_8shot", "gsm8k", 10.0)
+    assert rule == "gsm"
+    assert [v.correct for v in mv] == [True, True] and [v.correct for v in oc] == [False, True]
+    rows = runner.disagreement_rows("gsm8k", EXAMPLES, 1, mv, oc)
+    assert rows == [{"benchmark": "gsm8k", "id": "q1", "sample": 0, "gold": "18", "extracted_math_verify": "18",
+                     "correct_math_verify": True, "extracted_octothinker": "20.", "correct_octothinker": False}]
+
+
+def test_verdict_fields_select_the_grader():
+    mv, oc = Verdict(True, "18"), Verdict(False, "20.")
+    chosen = runner.verdict_fields(mv, oc, "octothinker")
+    assert (chosen["correct"], chosen["extracted"]) == (False, "20.")
+    assert (chosen["correct_math_verify"], chosen["correct_octothinker"]) == (True, False)
+    assert runner.verdict_fields(mv, oc, "math_verify")["correct"] is True
+
+
+def _result(grader: str) -> runner.BenchResult:
+    return runner.BenchResult("gsm8k", "gsm8k_8shot", 2, 0.5 if grader == "octothinker" else 1.0, {"pass@1": 0.5},
+                              12.0, 0.0, grader, "gsm", 1.0, 0.5, 1)
+
+
+def test_results_markdown_names_the_grader_and_lists_disagreements():
+    mv, oc, _ = runner.grade_both(TEXTS, EXAMPLES, 1, "gsm8k", "gsm8k_8shot", "gsm8k", 10.0)
+    rows = runner.disagreement_rows("gsm8k", EXAMPLES, 1, mv, oc)
+    text = runner.results_markdown("Checkpoint `c`", [_result("octothinker")], "octothinker", rows)
+    assert "use the `octothinker` grader" in text
+    assert "| gsm8k | gsm8k_8shot | 2 | 50.0 | 50.0 | 12.0 | 0.0% | 100.0 | 50.0 (gsm) | 1 |" in text
+    assert "### gsm8k (1)" in text and "| `q1` | `0` | `18` | `18` | `True` | `20.` | `False` |" in text
+    plain = runner.results_markdown("Checkpoint `c`", [_result("math_verify")], "math_verify", None)
+    assert "use the `math_verify` grader" in plain and "disagree on" not in plain
