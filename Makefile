@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 RUN    ?= runs/demo
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: venv demo demo-smoke rl-demo demo-clean test test-fast clean
+.PHONY: venv demo demo-smoke rl-demo demo-clean test test-fast test-gpu-sim clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: $(STAMP)
 # Unit tests only (no torchrun, no end-to-end runs).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -ra tests/unit
+
+# The GPU code paths on CPU under the simulated-GPU mode (runtime/simulated_gpu.py): CUDA's device
+# rules and NCCL's CUDA-only collectives enforced; pretraining, GRPO, PPO, eval, HF import/export.
+test-gpu-sim: $(STAMP)
+	$(BIN)/python -m pytest -q -ra --durations=15 -m gpu_sim tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -86,6 +86,8 @@ def reference_token_log_probs(logits, labels, temperature: float = 1.0):
 
 def reference_generate(gen, prompts, sc):
     """Generator.generate as it was: engine batches in prompt order."""
+    from megatron_octo.generation import to_generation
+
     expanded = [p for p in prompts for _ in range(sc.n)]
     was_training = gen.model.training
     gen.model.eval()
@@ -95,7 +97,7 @@ def reference_generate(gen, prompts, sc):
         out = []
         for start in range(0, len(expanded), gen.max_batch_size):
             for req in gen.engine.generate(prompts=expanded[start:start + gen.max_batch_size], sampling_params=params):
-                out.append(gen._finish(req, sc, params.num_tokens_to_generate))
+                out.append(to_generation(gen.tokenizer, req, sc, params.num_tokens_to_generate))
     finally:
         gen.model.train(was_training)
     return [out[i * sc.n:(i + 1) * sc.n] for i in range(len(prompts))]
@@ -416,7 +418,6 @@ def main(argv=None) -> int:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.filterwarnings("ignore")
-    sys.path.insert(0, ROOT)
     os.chdir(ROOT)
     import torch
 

@@ -36,10 +36,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from tokenization.build_demo_data import SLICES  # noqa: E402
-from tokenization.worker import Reject, Selection, decode_line, select_text  # noqa: E402
+from tokenization.build_demo_data import SLICES
+from tokenization.worker import Reject, Selection, decode_line, select_text
 
 SHARED_QWEN = os.path.join(os.path.dirname(ROOT), "shared", "data", "tokenizer", "qwen2.5",
                            "tokenizer.json")

@@ -48,7 +48,6 @@ def main(argv=None) -> int:
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     warnings.filterwarnings("ignore")
-    sys.path.insert(0, ROOT)
     import torch
 
     torch.set_num_threads(args.threads)

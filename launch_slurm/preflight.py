@@ -5,10 +5,10 @@
     python launch_slurm/preflight.py rl --world-size N --config RECIPE [a.b=c ...]
 
 ``train`` loads the recipe with its overrides and runs the trainer's own validation
-(``megatron_octo.config.validate``: keys, parallel layout against the world size, tokenizer,
+(``megatron_octo.training.checks.validate``: keys, parallel layout against the world size, tokenizer,
 mixture and dataset files), then checks that a decay stage's ``checkpoint.init_from`` (or a weights-only
 start) really holds a checkpoint. ``rl`` does the same with the RL trainer's validation
-(``megatron_octo.config.validate_rl``: batch arithmetic against the data-parallel size, response-length
+(``megatron_octo.rl.checks.validate_rl``: batch arithmetic against the data-parallel size, response-length
 stairs, prompts file) plus the tokenizer and the start checkpoint. ``eval`` checks the checkpoint and the
 benchmark data. Exit 0 with a one-line summary, or exit 2 with a message naming what is wrong — in
 seconds, with no process group and no GPU touched (``--gpu yes`` on a login node assumes the compute
@@ -43,12 +43,13 @@ def _have_gpu(choice: str) -> tuple[bool, bool]:
 
 def check_train(args, overrides) -> int:
     from megatron_octo import config as cfgmod
+    from megatron_octo.training import checks
     from megatron_octo.training.checkpointing import CheckpointError, latest_checkpoint, resolve_checkpoint
 
     try:
         cfg = cfgmod.load(args.config, overrides)
         gpu, te = _have_gpu(args.gpu)
-        cfgmod.validate(cfg, args.world_size, have_gpu=gpu, have_te=te)
+        checks.validate(cfg, args.world_size, have_gpu=gpu, have_te=te)
     except cfgmod.ConfigError as exc:
         return _fail(str(exc))
     except CheckpointError as exc:
@@ -99,13 +100,14 @@ def check_eval(args) -> int:
 
 def check_rl(args, overrides) -> int:
     from megatron_octo import config as cfgmod
+    from megatron_octo.rl.checks import validate_rl
     from megatron_octo.rl.length_schedule import parse_stairs
     from megatron_octo.training.checkpointing import CheckpointError, latest_checkpoint, resolve_checkpoint
 
     try:
         cfg = cfgmod.load(args.config, overrides)
         gpu, te = _have_gpu(args.gpu)
-        cfgmod.validate_rl(cfg, args.world_size, have_gpu=gpu, have_te=te)
+        validate_rl(cfg, args.world_size, have_gpu=gpu, have_te=te)
     except (cfgmod.ConfigError, CheckpointError) as exc:
         return _fail(str(exc))
     if cfgmod.tokenizer_library(cfg) != "null" and not (cfg.tokenizer.path and os.path.exists(cfg.tokenizer.path)):

@@ -43,11 +43,22 @@ class ModelConfig:
     local_attention: str = "sdpa"  # sdpa | unfused
     # FP8 needs Transformer Engine on a GPU. null disables it.
     fp8: Optional[str] = None  # e4m3 | hybrid
-    fp8_recipe: str = "delayed"  # delayed | tensorwise | blockwise | mxfp8
+    fp8_recipe: str = "delayed"  # delayed | tensorwise | blockwise | mxfp8 (mxfp8: Blackwell, capability 10+)
+    # Megatron-LM's FP8 settings and defaults (--fp8-amax-history-len, --fp8-amax-compute-algo,
+    # --fp8-param-gather): the delayed recipe's amax window and reduction, and FP8 weights
+    # (master copies stay in the optimizer; saves memory and the all-gather of the parameters).
+    fp8_amax_history_len: int = 1
+    fp8_amax_compute_algo: str = "most_recent"  # most_recent | max
+    fp8_param: bool = False
     # auto: bf16 on GPU, fp32 on CPU.
     params_dtype: str = "auto"  # auto | fp32 | bf16
     recompute_granularity: Optional[str] = None  # full | selective
     recompute_num_layers: Optional[int] = None
+
+
+# The compute capability each FP8 recipe needs (Transformer Engine's support checks): FP8 GEMMs from
+# Ada/Hopper on, 1x128/128x128 block scaling from Hopper, MXFP8 (hardware micro-scaling) from Blackwell.
+FP8_RECIPE_MIN_CAPABILITY = {"delayed": (8, 9), "tensorwise": (8, 9), "blockwise": (9, 0), "mxfp8": (10, 0)}
 
 
 @dataclass
@@ -293,175 +304,132 @@ def to_yaml(cfg) -> str:
     return OmegaConf.to_yaml(cfg)
 
 
-def _fail(key: str, msg: str):
+def fail(key: str, msg: str):
     raise ConfigError(f"config key '{key}': {msg}")
 
 
-def _one_of(key: str, value, allowed):
+def one_of(key: str, value, allowed):
     if value not in allowed:
-        _fail(key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+        fail(key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
 
 
-def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool) -> None:
-    """Check everything that does not need a process group. Raises ConfigError naming the key."""
-    from megatron_octo.models.llama import resolve_architecture
+def check_fp8(m: ModelConfig, capability: Optional[tuple] = None) -> None:
+    """The FP8 keys alone, and the recipe against the GPU's compute capability (``capability``:
+    runtime.capability.compute_capability(); None: not known here, e.g. on a login node)."""
+    if m.fp8 is None:
+        if m.fp8_param:
+            fail("model.fp8_param", "FP8 parameters need FP8: set model.fp8 (e4m3 | hybrid)")
+        return
+    one_of("model.fp8", m.fp8, ("e4m3", "hybrid"))
+    one_of("model.fp8_recipe", m.fp8_recipe, tuple(FP8_RECIPE_MIN_CAPABILITY))
+    one_of("model.fp8_amax_compute_algo", m.fp8_amax_compute_algo, ("most_recent", "max"))
+    if m.fp8_amax_history_len < 1:
+        fail("model.fp8_amax_history_len", f"must be >= 1, got {m.fp8_amax_history_len}")
+    need = FP8_RECIPE_MIN_CAPABILITY[m.fp8_recipe]
+    if capability is not None and tuple(capability) < need:
+        fail("model.fp8_recipe", f"{m.fp8_recipe} needs a GPU of compute capability {need[0]}.{need[1]} or "
+              f"newer; this one is {capability[0]}.{capability[1]}" + (
+                  " (mxfp8 is Blackwell's; on Hopper use delayed, tensorwise or blockwise)"
+                  if m.fp8_recipe == "mxfp8" else ""))
 
-    arch = resolve_architecture(cfg.model)
+
+def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool,
+             capability: Optional[tuple] = None) -> None:
+    """The checks that need the config alone (no other module's knowledge). Raises ConfigError naming
+    the key. ``capability``: the GPU's compute capability when known (FP8 recipes need a minimum).
+    Entry points call ``megatron_octo.training.checks.validate``, which adds the model layout, the
+    data and the resume checks of the modules that own them."""
     par = cfg.parallel
     for key in ("tp", "pp", "cp"):
         if getattr(par, key) < 1:
-            _fail(f"parallel.{key}", f"must be >= 1, got {getattr(par, key)}")
-    if arch.num_attention_heads % par.tp != 0:
-        _fail("parallel.tp", f"tensor parallel size {par.tp} does not divide "
-              f"model.num_attention_heads={arch.num_attention_heads}")
-    if arch.num_query_groups % par.tp != 0:
-        _fail("parallel.tp", f"tensor parallel size {par.tp} does not divide "
-              f"model.num_query_groups={arch.num_query_groups}")
-    if arch.num_layers % par.pp != 0:
-        _fail("parallel.pp", f"pipeline parallel size {par.pp} does not divide "
-              f"model.num_layers={arch.num_layers}")
+            fail(f"parallel.{key}", f"must be >= 1, got {getattr(par, key)}")
     model_parallel = par.tp * par.pp * par.cp
     if world_size % model_parallel != 0:
-        _fail("parallel.tp", f"tp*pp*cp = {par.tp}*{par.pp}*{par.cp} = {model_parallel} does not divide "
+        fail("parallel.tp", f"tp*pp*cp = {par.tp}*{par.pp}*{par.cp} = {model_parallel} does not divide "
               f"the world size {world_size}")
     dp = world_size // model_parallel
     if par.sequence_parallel and par.tp == 1:
-        _fail("parallel.sequence_parallel", "needs parallel.tp > 1")
+        fail("parallel.sequence_parallel", "needs parallel.tp > 1")
     if cfg.model.seq_length % (2 * par.cp) != 0 and par.cp > 1:
-        _fail("model.seq_length", f"{cfg.model.seq_length} must be divisible by 2*parallel.cp={2 * par.cp}")
-    if cfg.model.seq_length > arch.max_position_embeddings:
-        _fail("model.seq_length", f"{cfg.model.seq_length} exceeds model.max_position_embeddings="
-              f"{arch.max_position_embeddings}")
+        fail("model.seq_length", f"{cfg.model.seq_length} must be divisible by 2*parallel.cp={2 * par.cp}")
 
     tr = cfg.train
     if tr.micro_batch_size < 1:
-        _fail("train.micro_batch_size", f"must be >= 1, got {tr.micro_batch_size}")
+        fail("train.micro_batch_size", f"must be >= 1, got {tr.micro_batch_size}")
     if tr.global_batch_size % (tr.micro_batch_size * dp) != 0:
-        _fail("train.global_batch_size",
+        fail("train.global_batch_size",
               f"{tr.global_batch_size} is not micro_batch_size x micro-batches x data-parallel size "
               f"({tr.micro_batch_size} x n x {dp}) for any whole n")
     if tr.tokens < 0:
-        _fail("train.tokens", f"must be >= 0, got {tr.tokens}")
-    _one_of("train.nan_policy", tr.nan_policy, ("skip", "stop"))
+        fail("train.tokens", f"must be >= 0, got {tr.tokens}")
+    one_of("train.nan_policy", tr.nan_policy, ("skip", "stop"))
     if tr.grad_norm_spike_threshold is not None and not (tr.grad_norm_spike_threshold > 0):
-        _fail("train.grad_norm_spike_threshold", f"must be > 0 (or null), got {tr.grad_norm_spike_threshold}")
+        fail("train.grad_norm_spike_threshold", f"must be > 0 (or null), got {tr.grad_norm_spike_threshold}")
     if tr.eval_interval < 0 or tr.log_interval < 1 or tr.eval_iters < 1:
-        _fail("train.eval_interval" if tr.eval_interval < 0 else
+        fail("train.eval_interval" if tr.eval_interval < 0 else
               "train.log_interval" if tr.log_interval < 1 else "train.eval_iters", "out of range")
 
     m = cfg.model
-    _one_of("model.transformer_impl", m.transformer_impl, ("auto", "transformer_engine", "local"))
-    _one_of("model.params_dtype", m.params_dtype, ("auto", "fp32", "bf16"))
-    _one_of("model.local_attention", m.local_attention, ("sdpa", "unfused"))
+    one_of("model.transformer_impl", m.transformer_impl, ("auto", "transformer_engine", "local"))
+    one_of("model.params_dtype", m.params_dtype, ("auto", "fp32", "bf16"))
+    one_of("model.local_attention", m.local_attention, ("sdpa", "unfused"))
     if m.transformer_impl == "transformer_engine" and not (have_te and have_gpu):
-        _fail("model.transformer_impl", "transformer_engine needs a CUDA GPU and the transformer-engine "
+        fail("model.transformer_impl", "transformer_engine needs a CUDA GPU and the transformer-engine "
               "package (pip install 'megatron-octo[gpu]'); use 'local' or 'auto' on this machine")
+    check_fp8(m, capability)
     if m.fp8 is not None:
-        _one_of("model.fp8", m.fp8, ("e4m3", "hybrid"))
-        _one_of("model.fp8_recipe", m.fp8_recipe, ("delayed", "tensorwise", "blockwise", "mxfp8"))
         if not (have_te and have_gpu):
-            _fail("model.fp8", f"FP8 ({m.fp8}) needs Transformer Engine on a CUDA GPU "
+            fail("model.fp8", f"FP8 ({m.fp8}) needs Transformer Engine on a CUDA GPU "
                   f"(found: GPU={have_gpu}, transformer_engine={have_te}); set model.fp8=null")
         if m.transformer_impl == "local":
-            _fail("model.fp8", "FP8 needs model.transformer_impl=transformer_engine (or auto)")
+            fail("model.fp8", "FP8 needs model.transformer_impl=transformer_engine (or auto)")
     if m.params_dtype == "bf16" and not have_gpu:
         pass  # bf16 on CPU is slow but valid; not an error.
     if m.recompute_granularity is not None:
-        _one_of("model.recompute_granularity", m.recompute_granularity, ("full", "selective"))
+        one_of("model.recompute_granularity", m.recompute_granularity, ("full", "selective"))
 
     sch = cfg.schedule
-    _one_of("schedule.stage", sch.stage, ("stable", "decay"))
-    _one_of("schedule.decay_style", sch.decay_style, ("cosine", "linear", "minus_sqrt", "exponential"))
+    one_of("schedule.stage", sch.stage, ("stable", "decay"))
+    one_of("schedule.decay_style", sch.decay_style, ("cosine", "linear", "minus_sqrt", "exponential"))
     if not (sch.lr > 0):
-        _fail("schedule.lr", f"must be > 0, got {sch.lr}")
+        fail("schedule.lr", f"must be > 0, got {sch.lr}")
     if sch.min_lr < 0 or sch.min_lr > sch.lr:
-        _fail("schedule.min_lr", f"must be in [0, schedule.lr={sch.lr}], got {sch.min_lr}")
+        fail("schedule.min_lr", f"must be in [0, schedule.lr={sch.lr}], got {sch.min_lr}")
     if sch.init_lr < 0 or sch.init_lr > sch.lr:
-        _fail("schedule.init_lr", f"must be in [0, schedule.lr={sch.lr}], got {sch.init_lr}")
+        fail("schedule.init_lr", f"must be in [0, schedule.lr={sch.lr}], got {sch.init_lr}")
     if sch.warmup_tokens < 0:
-        _fail("schedule.warmup_tokens", f"must be >= 0, got {sch.warmup_tokens}")
+        fail("schedule.warmup_tokens", f"must be >= 0, got {sch.warmup_tokens}")
     if sch.start_lr is not None:
         if sch.stage != "decay":
-            _fail("schedule.start_lr", "sets where a decay stage starts; a stable stage's LR is schedule.lr")
+            fail("schedule.start_lr", "sets where a decay stage starts; a stable stage's LR is schedule.lr")
         if not (sch.start_lr > 0):
-            _fail("schedule.start_lr", f"must be > 0 (or null: the stable checkpoint's last LR), got {sch.start_lr}")
-    if sch.stage == "decay" and cfg.checkpoint.init_from is None and _resume_dir(cfg) is None:
-        _fail("checkpoint.init_from", "a decay stage starts from a stable checkpoint: set "
-              "checkpoint.init_from to the stable run's checkpoint directory")
+            fail("schedule.start_lr", f"must be > 0 (or null: the stable checkpoint's last LR), got {sch.start_lr}")
     if sch.stage == "decay" and cfg.checkpoint.init_weights_only:
-        _fail("checkpoint.init_weights_only", "a decay stage keeps the stable stage's optimizer state "
+        fail("checkpoint.init_weights_only", "a decay stage keeps the stable stage's optimizer state "
               "and LR; init_weights_only is for starting a stable stage from converted weights")
 
-    _one_of("optimizer.name", cfg.optimizer.name, ("adam", "sgd"))
+    one_of("optimizer.name", cfg.optimizer.name, ("adam", "sgd"))
     if cfg.optimizer.clip_grad < 0:
-        _fail("optimizer.clip_grad", f"must be >= 0, got {cfg.optimizer.clip_grad}")
+        fail("optimizer.clip_grad", f"must be >= 0, got {cfg.optimizer.clip_grad}")
 
     ck = cfg.checkpoint
     if ck.save_interval < 0:
-        _fail("checkpoint.save_interval", f"must be >= 0, got {ck.save_interval}")
-    _one_of("checkpoint.verify", ck.verify, ("checksum", "size", "off"))
-    _one_of("checkpoint.schedule_on_resume", ck.schedule_on_resume, SCHEDULE_ON_RESUME)
+        fail("checkpoint.save_interval", f"must be >= 0, got {ck.save_interval}")
+    one_of("checkpoint.verify", ck.verify, ("checksum", "size", "off"))
+    one_of("checkpoint.schedule_on_resume", ck.schedule_on_resume, SCHEDULE_ON_RESUME)
     if ck.init_from is not None and not os.path.isdir(ck.init_from):
-        _fail("checkpoint.init_from", f"checkpoint directory not found: {ck.init_from}")
+        fail("checkpoint.init_from", f"checkpoint directory not found: {ck.init_from}")
     if ck.load is not None and not os.path.isdir(ck.load):
-        _fail("checkpoint.load", f"checkpoint directory not found: {ck.load}")
+        fail("checkpoint.load", f"checkpoint directory not found: {ck.load}")
 
-    _one_of("tokenizer.library", tokenizer_library(cfg),
+    one_of("tokenizer.library", tokenizer_library(cfg),
             ("auto", "huggingface", "sentencepiece", "tiktoken", "null"))
     if tokenizer_library(cfg) != "null" and not cfg.data.mock:
         if cfg.tokenizer.path is None:
-            _fail("tokenizer.path", "not set (use tokenizer.library=null with model.vocab_size for "
+            fail("tokenizer.path", "not set (use tokenizer.library=null with model.vocab_size for "
                   "pre-tokenized data without a tokenizer file)")
         if not os.path.exists(cfg.tokenizer.path):
-            _fail("tokenizer.path", f"file not found: {cfg.tokenizer.path}")
-    _validate_data(cfg)
-
-
-def _resume_dir(cfg) -> Optional[str]:
-    from megatron_octo.training.checkpointing import TRACKER, latest_checkpoint
-
-    for d in (cfg.checkpoint.load, cfg.checkpoint.save):
-        # With checkpoint.fallback_on_corrupt an unreadable tracker is the trainer's to handle.
-        if d and (cfg.checkpoint.fallback_on_corrupt and os.path.isfile(os.path.join(d, TRACKER))
-                  or latest_checkpoint(d) is not None):
-            return d
-    return None
-
-
-def _validate_data(cfg) -> None:
-    d = cfg.data
-    if d.mock:
-        return
-    if d.mixture is None and len(d.blend) == 0:
-        _fail("data.blend", "no training data: set data.blend (list of {prefix, weight}) or "
-              "data.mixture + data.stage (or data.mock=true for random tokens)")
-    if d.mixture is not None and len(d.blend) > 0:
-        _fail("data.mixture", "set either data.mixture or data.blend, not both")
-    if d.mixture is not None:
-        if d.stage is None:
-            _fail("data.stage", f"data.mixture={d.mixture} needs data.stage (e.g. stable, decay_long)")
-        if not os.path.isfile(d.mixture):
-            _fail("data.mixture", f"mixture file not found: {d.mixture}")
-        from megatron_octo.data.mixture import MixtureError, load_mixture
-
-        try:
-            load_mixture(d.mixture, d.stage, check_files=True)
-        except MixtureError as exc:
-            _fail("data.mixture", str(exc))
-    for i, src in enumerate(d.blend):
-        if not (src.weight > 0):
-            _fail(f"data.blend[{i}].weight", f"must be > 0, got {src.weight}")
-        for ext in (".bin", ".idx"):
-            if not os.path.isfile(src.prefix + ext):
-                _fail(f"data.blend[{i}].prefix", f"dataset file not found: {src.prefix}{ext}")
-    try:
-        parts = [float(x) for x in d.split.replace("/", ",").split(",")]
-    except ValueError:
-        _fail("data.split", f"{d.split!r} is not comma-separated numbers like '98,2,0'")
-    if len(parts) != 3 or any(p < 0 for p in parts) or parts[0] <= 0:
-        _fail("data.split", f"{d.split!r} needs three non-negative weights with train > 0")
-    if cfg.train.eval_interval > 0 and parts[1] <= 0:
-        _fail("data.split", "train.eval_interval > 0 needs a validation share in data.split")
+            fail("tokenizer.path", f"file not found: {cfg.tokenizer.path}")
 
 
 def tokenizer_library(cfg) -> str:
@@ -483,13 +451,13 @@ ROLLOUT_ENGINES = ("auto", "static", "dynamic")
 def resolve_rollout_engine(choice: str, *, have_gpu: bool, have_flash_attn: bool) -> str:
     """``rl.rollout_engine`` as the engine that runs: 'static' or 'dynamic' ('auto': dynamic when a CUDA
     GPU and flash-attn are present). ConfigError naming the key when 'dynamic' cannot run here."""
-    _one_of("rl.rollout_engine", choice, ROLLOUT_ENGINES)
+    one_of("rl.rollout_engine", choice, ROLLOUT_ENGINES)
     missing = [what for what, ok in (("a CUDA GPU", have_gpu),
                                      ("flash-attn >= 2.7.3 (or flash-attn 3)", have_flash_attn)) if not ok]
     if choice == "auto":
         return "static" if missing else "dynamic"
     if choice == "dynamic" and missing:
-        _fail("rl.rollout_engine", f"'dynamic' needs {' and '.join(missing)}: megatron-core's dynamic engine runs "
+        fail("rl.rollout_engine", f"'dynamic' needs {' and '.join(missing)}: megatron-core's dynamic engine runs "
               f"its attention in flash-attn's paged-KV-cache kernels on the GPU (found: GPU={have_gpu}, "
               f"flash-attn={have_flash_attn}); use 'static' or 'auto' on this machine")
     return choice
@@ -499,91 +467,64 @@ def tokens_per_step(cfg) -> int:
     return cfg.train.global_batch_size * cfg.model.seq_length
 
 
-def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool, have_flash_attn: Optional[bool] = None) -> None:
-    """The model/parallel checks of :func:`validate` plus the RL section's. ``have_flash_attn``: None =
-    look (megatron's own test, ``generation_dynamic.flash_attn_for_dynamic_engine``)."""
-    from megatron_octo.models.llama import resolve_architecture
-
-    arch = resolve_architecture(cfg.model)
+def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool, have_flash_attn: bool,
+                capability: Optional[tuple] = None) -> None:
+    """The RL section's checks that need the config alone; ``megatron_octo.rl.checks.validate_rl`` adds
+    the model layout, the reward function and the response-length stairs."""
     par = cfg.parallel
-    if arch.num_attention_heads % par.tp or arch.num_query_groups % par.tp:
-        _fail("parallel.tp", f"tensor parallel size {par.tp} does not divide model.num_attention_heads="
-              f"{arch.num_attention_heads} and model.num_query_groups={arch.num_query_groups}")
-    if arch.num_layers % par.pp:
-        _fail("parallel.pp", f"pipeline parallel size {par.pp} does not divide model.num_layers={arch.num_layers}")
     if par.pp > 1:
-        _fail("parallel.pp", "RL with pipeline parallelism is not supported yet; use parallel.tp / data parallel")
+        fail("parallel.pp", "RL with pipeline parallelism is not supported yet; use parallel.tp / data parallel")
     if world_size % (par.tp * par.pp * par.cp):
-        _fail("parallel.tp", f"tp*pp*cp = {par.tp * par.pp * par.cp} does not divide the world size {world_size}")
+        fail("parallel.tp", f"tp*pp*cp = {par.tp * par.pp * par.cp} does not divide the world size {world_size}")
+    check_fp8(cfg.model, capability)
     if cfg.model.fp8 is not None and not (have_gpu and have_te):
-        _fail("model.fp8", "FP8 needs Transformer Engine on a CUDA GPU; set model.fp8=null")
+        fail("model.fp8", "FP8 needs Transformer Engine on a CUDA GPU; set model.fp8=null")
     dp = world_size // (par.tp * par.pp * par.cp)
     r = cfg.rl
-    _one_of("rl.algorithm", r.algorithm, ("grpo", "ppo"))
-    _one_of("rl.template", r.template, ("orz_base", "simple", "few_shot"))
-    _one_of("rl.kl_estimator", r.kl_estimator, ("low_var_kl", "k1", "k2"))
-    _one_of("rl.reward_variant", r.reward_variant, ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty"))
-    _one_of("rl.nan_policy", r.nan_policy, ("skip", "stop"))
-    _one_of("checkpoint.schedule_on_resume", cfg.checkpoint.schedule_on_resume, SCHEDULE_ON_RESUME)
-    if have_flash_attn is None:
-        from megatron_octo.generation_dynamic import flash_attn_for_dynamic_engine
-
-        have_flash_attn = have_gpu and flash_attn_for_dynamic_engine()
+    one_of("rl.algorithm", r.algorithm, ("grpo", "ppo"))
+    one_of("rl.template", r.template, ("orz_base", "simple", "few_shot"))
+    one_of("rl.kl_estimator", r.kl_estimator, ("low_var_kl", "k1", "k2"))
+    one_of("rl.reward_variant", r.reward_variant, ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty"))
+    one_of("rl.nan_policy", r.nan_policy, ("skip", "stop"))
+    one_of("checkpoint.schedule_on_resume", cfg.checkpoint.schedule_on_resume, SCHEDULE_ON_RESUME)
     resolve_rollout_engine(r.rollout_engine, have_gpu=have_gpu, have_flash_attn=have_flash_attn)
     if not (r.kv_cache_gb >= 0):
-        _fail("rl.kv_cache_gb", f"must be >= 0 (0 = room for rl.rollout_batch_size full-length sequences), "
+        fail("rl.kv_cache_gb", f"must be >= 0 (0 = room for rl.rollout_batch_size full-length sequences), "
               f"got {r.kv_cache_gb}")
     if r.reward_timeout < 0:
-        _fail("rl.reward_timeout", f"must be >= 0 (0 = no limit), got {r.reward_timeout}")
+        fail("rl.reward_timeout", f"must be >= 0 (0 = no limit), got {r.reward_timeout}")
     for key in ("steps", "prompts_per_step", "samples_per_prompt", "mini_batch_prompts", "ppo_epochs",
                 "micro_batch_size", "rollout_batch_size", "max_prompt_length"):
         if getattr(r, key) < 1:
-            _fail(f"rl.{key}", f"must be >= 1, got {getattr(r, key)}")
+            fail(f"rl.{key}", f"must be >= 1, got {getattr(r, key)}")
     if r.prompts_per_step % r.mini_batch_prompts:
-        _fail("rl.mini_batch_prompts", f"{r.mini_batch_prompts} does not divide rl.prompts_per_step={r.prompts_per_step}")
+        fail("rl.mini_batch_prompts", f"{r.mini_batch_prompts} does not divide rl.prompts_per_step={r.prompts_per_step}")
     if r.mini_batch_prompts % dp:
-        _fail("rl.mini_batch_prompts", f"{r.mini_batch_prompts} prompts do not split over {dp} data-parallel ranks")
+        fail("rl.mini_batch_prompts", f"{r.mini_batch_prompts} prompts do not split over {dp} data-parallel ranks")
     if (r.mini_batch_prompts // dp * r.samples_per_prompt) % r.micro_batch_size:
-        _fail("rl.micro_batch_size", f"{r.micro_batch_size} does not divide the {r.mini_batch_prompts // dp} x "
+        fail("rl.micro_batch_size", f"{r.micro_batch_size} does not divide the {r.mini_batch_prompts // dp} x "
               f"{r.samples_per_prompt} sequences of a data-parallel rank's mini-batch")
     if not (r.temperature > 0):
-        _fail("rl.temperature", f"must be > 0 for sampling, got {r.temperature}")
+        fail("rl.temperature", f"must be > 0 for sampling, got {r.temperature}")
     if not (0 < r.top_p <= 1):
-        _fail("rl.top_p", f"must be in (0, 1], got {r.top_p}")
+        fail("rl.top_p", f"must be in (0, 1], got {r.top_p}")
     if r.clip_low < 0 or r.clip_high < 0:
-        _fail("rl.clip_low" if r.clip_low < 0 else "rl.clip_high", "must be >= 0")
+        fail("rl.clip_low" if r.clip_low < 0 else "rl.clip_high", "must be >= 0")
     if not os.path.isfile(r.prompts):
-        _fail("rl.prompts", f"prompt file not found: {r.prompts}")
+        fail("rl.prompts", f"prompt file not found: {r.prompts}")
     if r.algorithm == "ppo":
         if not (r.critic_lr > 0):
-            _fail("rl.critic_lr", f"must be > 0, got {r.critic_lr}")
+            fail("rl.critic_lr", f"must be > 0, got {r.critic_lr}")
         if not (r.vf_clip > 0):
-            _fail("rl.vf_clip", f"must be > 0, got {r.vf_clip}")
+            fail("rl.vf_clip", f"must be > 0, got {r.vf_clip}")
         for key in ("gamma", "lam"):
             if not (0 <= getattr(r, key) <= 1):
-                _fail(f"rl.{key}", f"must be in [0, 1], got {getattr(r, key)}")
+                fail(f"rl.{key}", f"must be in [0, 1], got {getattr(r, key)}")
         if r.critic_warmup_steps < 0:
-            _fail("rl.critic_warmup_steps", f"must be >= 0, got {r.critic_warmup_steps}")
-    if r.reward_fn is not None:
-        from megatron_octo.rl.custom_reward import load_reward_fn
-
-        try:
-            load_reward_fn(r.reward_fn)
-        except ValueError as exc:
-            _fail("rl.reward_fn", str(exc))
-    from megatron_octo.rl.length_schedule import parse_stairs
-
-    try:
-        stairs = parse_stairs(dict(r.max_response_length))
-    except ValueError as exc:
-        _fail("rl.max_response_length", str(exc).split(": ", 1)[-1])
-    longest = max(v for _, v in stairs) + r.max_prompt_length
-    if longest > arch.max_position_embeddings:
-        _fail("rl.max_response_length", f"max_prompt_length + the largest response cap = {longest} exceeds "
-              f"model.max_position_embeddings={arch.max_position_embeddings}")
+            fail("rl.critic_warmup_steps", f"must be >= 0, got {r.critic_warmup_steps}")
     ck = cfg.checkpoint
     if ck.init_from is None and not (ck.save and os.path.isdir(ck.save)):
-        _fail("checkpoint.init_from", "RL starts from a checkpoint (stable, decay or converted): set "
+        fail("checkpoint.init_from", "RL starts from a checkpoint (stable, decay or converted): set "
               "checkpoint.init_from")
     if ck.init_from is not None and not os.path.isdir(ck.init_from):
-        _fail("checkpoint.init_from", f"checkpoint directory not found: {ck.init_from}")
+        fail("checkpoint.init_from", f"checkpoint directory not found: {ck.init_from}")

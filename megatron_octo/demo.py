@@ -15,7 +15,7 @@ Stages, each its own process as on a cluster (``[N/M]`` progress, elapsed and es
  7. evaluation of the RL models on the held-out problems (python -m megatron_octo.eval) ->
     ``eval/<model>/``;
  8. export of the best RL model to Hugging Face format -> ``hf/``;
- 9. ``report.md`` and ``plots/*.png`` from the TensorBoard logs (tools/plot_run.py).
+ 9. ``report.md`` and ``plots/*.png`` from the TensorBoard logs (megatron_octo/cli/plot_run.py).
 
 ``--smoke`` runs every stage with a few steps each (CI; a few minutes): the mechanics, not results.
 The arithmetic numbers are synthetic and labelled so in the report.
@@ -24,7 +24,6 @@ The arithmetic numbers are synthetic and labelled so in the report.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -33,6 +32,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional
+
+from megatron_octo.cli import plot_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BRANCHES = ("long", "short", "hybrid")
@@ -126,13 +127,6 @@ def eval_stages(out: str, models: list[str], budget: Budget) -> list[Stage]:
     return stages
 
 
-def load_plot_run():
-    spec = importlib.util.spec_from_file_location("plot_run", os.path.join(ROOT, "tools", "plot_run.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _run_stage(stage: Stage, index: int, total: int, out: str, env: dict, t0: float, eta: Optional[float]) -> int:
     eta_text = f", about {eta / 60:.0f} min left" if eta is not None else ""
     print(f"\n=== [{index}/{total}] {stage.title} (elapsed {time.perf_counter() - t0:.0f}s{eta_text})", flush=True)
@@ -178,7 +172,6 @@ def run_stages(stages: list[Stage], total: int, out: str, env: dict, t0: float, 
 
 def _best_rl(out: str, names: list[str]) -> Optional[str]:
     """The RL run with the highest held-out accuracy at its last validation (read as the report reads it)."""
-    plot_run = load_plot_run()
     best, best_acc = None, -1.0
     for n in names:
         st = plot_run.read_stage(out, n)
@@ -221,7 +214,8 @@ def main(argv=None) -> int:
           f"(elapsed {time.perf_counter() - t0:.0f}s)", flush=True)
     best = _best_rl(out, rl_names) or rl_names[-1]
     ts = time.perf_counter()
-    cmd = [sys.executable, "tools/convert_to_hf.py", os.path.join(out, best), "--out", os.path.join(out, "hf"), "--force"]
+    cmd = [sys.executable, "-m", "megatron_octo.cli.convert_to_hf", os.path.join(out, best), "--out", os.path.join(out, "hf"),
+           "--force"]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         print(f"export failed (exit {res.returncode}): {res.stderr[-2000:]}", file=sys.stderr)
@@ -235,7 +229,7 @@ def main(argv=None) -> int:
     with open(os.path.join(out, "demo.json.tmp"), "w") as f:
         json.dump(facts, f, indent=1)
     os.replace(os.path.join(out, "demo.json.tmp"), os.path.join(out, "demo.json"))
-    report = load_plot_run().render_report(out)
+    report = plot_run.render_report(out)
     print(f"\nDone in {time.perf_counter() - t0:.0f}s.\nReport: {report}\n"
           f"TensorBoard: tensorboard --logdir {out}", flush=True)
     return 0

@@ -3,7 +3,7 @@
 The engine wraps the same ``GPTModel`` object the trainer (or the RL actor) holds — no copy, no
 resharding — so evaluation and RL rollouts run at the model's TP/PP and see the current weights.
 Two engines, one interface (``generate(prompts, SamplingConfig) -> [[Generation] * n]``,
-``reseed(seed)``), chosen by :func:`make_generator`:
+``reseed(seed)``), chosen by :func:`megatron_octo.generators.make_generator`:
 
 - :class:`Generator`: megatron's static engine (``legacy=True``), batches of similar prompt
   length (:func:`plan_batches`). Runs everywhere, the CPU included (as measured in ../shared/notes).
@@ -48,7 +48,7 @@ class Generation:
     finish_reason: str  # stop | eod | length
 
 
-def _cut_at_stop(tokenizer, tokens: List[int], stop: Sequence[str]) -> tuple[int, str, Optional[str]]:
+def cut_at_stop(tokenizer, tokens: List[int], stop: Sequence[str]) -> tuple[int, str, Optional[str]]:
     """Number of tokens to keep, the kept text, and the stop string found (or None)."""
     text = tokenizer.detokenize(tokens)
     hits = [(text.find(s), s) for s in stop if s and s in text]
@@ -142,7 +142,7 @@ def to_generation(tokenizer, req, sc: SamplingConfig, budget: int, early_stop: s
     logp = None
     if sc.return_log_probs and req.generated_log_probs is not None:
         logp = [float(x) for x in _as_list(req.generated_log_probs)]
-    keep, text, found = _cut_at_stop(tokenizer, tokens, sc.stop)
+    keep, text, found = cut_at_stop(tokenizer, tokens, sc.stop)
     if found is not None:
         tokens, reason = tokens[:keep], "stop"
     if logp is not None:
@@ -153,7 +153,7 @@ def to_generation(tokenizer, req, sc: SamplingConfig, budget: int, early_stop: s
                       tokens=tokens, log_probs=logp, finish_reason=reason)
 
 
-class _EngineOnModel:
+class EngineOnModel:
     """What both engines share: megatron's GPT inference wrapper and text-generation controller on the
     caller's ``GPTModel`` (not a copy), the sampling stream, and eval mode while generating."""
 
@@ -198,7 +198,7 @@ class _EngineOnModel:
             self.model.train(was_training)
 
 
-class Generator(_EngineOnModel):
+class Generator(EngineOnModel):
     """Batched generation from one GPTModel (any TP/PP) with megatron's static inference engine."""
 
     def __init__(self, model, tokenizer, *, max_sequence_length: int, max_batch_size: int = 32, seed: int = 1234):
@@ -229,25 +229,3 @@ class Generator(_EngineOnModel):
                 for i, req in zip(batch, results):
                     out[i] = to_generation(self.tokenizer, req, sc, params.num_tokens_to_generate)
         return [out[i * sc.n:(i + 1) * sc.n] for i in range(len(prompts))]
-
-
-def make_generator(model, tokenizer, *, engine: str = "static", max_sequence_length: int, max_batch_size: int = 32,
-                   seed: int = 1234, cuda_graphs: bool = True, kv_cache_gb: float = 0.0):
-    """The generator of ``engine`` on ``model`` — a GPTModel, or megatron's DDP wrapper around the training
-    model (the dynamic engine then finishes the distributed optimizer's parameter all-gather before each
-    rollout). ``engine``: static | dynamic | auto (dynamic when a CUDA GPU and flash-attn are present: see
-    :func:`megatron_octo.config.resolve_rollout_engine`, whose ConfigError names ``rl.rollout_engine``).
-    ``cuda_graphs`` and ``kv_cache_gb`` concern the dynamic engine only."""
-    from megatron_octo.config import resolve_rollout_engine
-    from megatron_octo.generation_dynamic import flash_attn_for_dynamic_engine
-
-    gpu = torch.cuda.is_available()
-    engine = resolve_rollout_engine(engine, have_gpu=gpu, have_flash_attn=gpu and flash_attn_for_dynamic_engine())
-    common = dict(max_sequence_length=max_sequence_length, max_batch_size=max_batch_size, seed=seed)
-    if engine == "static":
-        from megatron.core.distributed import DistributedDataParallel
-
-        return Generator(model.module if isinstance(model, DistributedDataParallel) else model, tokenizer, **common)
-    from megatron_octo.generation_dynamic import DynamicGenerator
-
-    return DynamicGenerator(model, tokenizer, cuda_graphs=cuda_graphs, kv_cache_gb=kv_cache_gb, **common)

@@ -38,25 +38,13 @@ addresses and megatron's optimizer updates the parameters in place, so each roll
 current training weights; a code path that *replaces* a parameter tensor instead of writing into it
 would leave the graphs reading the old memory.
 
-What fails without a GPU (megatron-core 0.16.1, torch 2.13 CPU, the CUDA->CPU redirect of
-``runtime/cpu.py`` active), in the order met:
-
-1. ``TextGenerationController._init_dynamic_sampling_tensors`` (text_generation_controller.py:115):
-   ``torch.empty_like(tensor, device="cpu", pin_memory=True)`` -> ``RuntimeError: pin_memory=True
-   requires a CUDA or other accelerator backend; no pinned memory allocator is available on this
-   system.``
-2. ``DynamicInferenceEngine.async_forward`` (dynamic_engine.py:1191): ``torch.cuda.nvtx.range_push``
-   -> ``RuntimeError: NVTX functions not installed. Are you sure you have a CUDA build?``
-3. ``Attention.forward`` (attention.py:926): ``assert HAVE_FA3 or is_fa_min_version("2.7.3")`` ->
-   ``ModuleNotFoundError: No module named 'flash_attn'``; past it, ``flash_decode_and_prefill`` calls
-   flash-attn's ``flash_attn_varlen_func`` / ``flash_attn_with_kvcache`` (CUDA kernels) on the
-   paged cache. CUDA graphs (``torch.cuda.graph``) have no CPU counterpart at all.
-
-With those three replaced by test-only stand-ins (tests/scripts/dynamic_generation_check.py: no
-pinned memory, no-op NVTX ranges, a pure-torch paged attention) the engine runs on the CPU, and its
-greedy tokens and log-probs equal the static engine's; that is how this module is tested without a
-GPU. Production code never installs them: config validation refuses ``rl.rollout_engine=dynamic``
-without a GPU and flash-attn.
+Without a GPU, megatron's dynamic engine stops at three places: the sampling tensors it allocates in
+pinned memory, its NVTX ranges, and its attention, which needs flash-attn's paged-KV kernels (CUDA
+graphs have no CPU counterpart at all). With test-only stand-ins for those three
+(tests/scripts/dynamic_generation_check.py: no pinned memory, no-op NVTX ranges, a pure-torch paged
+attention) the engine runs on the CPU, and its greedy tokens and log-probs equal the static engine's;
+that is how this module is tested without a GPU. Production code never installs them: config
+validation refuses ``rl.rollout_engine=dynamic`` without a GPU and flash-attn.
 """
 
 from __future__ import annotations
@@ -67,7 +55,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from megatron_octo.generation import (Generation, SamplingConfig, _EngineOnModel, megatron_sampling_params,
+from megatron_octo.generation import (Generation, SamplingConfig, EngineOnModel, megatron_sampling_params,
                                       to_generation, token_budget)
 
 # megatron's defaults (DynamicInferenceContext; Megatron-LM's --inference-dynamic-batching-* flags).
@@ -159,7 +147,7 @@ class _LayerGraphs:
         self.managers = [getattr(layer, "cudagraph_manager", None) for layer in self.layers]
 
 
-class DynamicGenerator(_EngineOnModel):
+class DynamicGenerator(EngineOnModel):
     """Batched generation from one GPTModel (any TP) with megatron's dynamic inference engine.
 
     ``model``: the GPTModel, or megatron's ``DistributedDataParallel`` around it (the training model;

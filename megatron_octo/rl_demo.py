@@ -15,7 +15,7 @@ Each RL run validates greedily on the held-out problems (disjoint from the super
 problems) before its first update and every 20 steps. The result, ``rl_demo.json`` and a printed
 table, is read from the runs' TensorBoard events: held-out accuracy at step 0 and at the end, the
 gain in points, and the RL time (the sum of the steps' ``timing/step_s``, validation excluded) at
-which the gain first reached 10 points. ``report.md`` and plots come from tools/plot_run.py.
+which the gain first reached 10 points. ``report.md`` and plots come from megatron_octo/cli/plot_run.py.
 The numbers are on the synthetic task (labelled so): they show that the RL updates learn from the
 reward, not math ability.
 """
@@ -30,6 +30,7 @@ import time
 from typing import Optional
 
 from megatron_octo import demo
+from megatron_octo.cli import plot_run
 
 GAIN_TARGET = 0.10  # the issue's "at least 10 points"
 # run -> (algorithm, recipe, measured seconds of the stage on 2 idle cores, for the time-left estimate)
@@ -71,7 +72,6 @@ def plan(out: str, data: Optional[str], nproc: int, budget: demo.Budget) -> list
 def summarize(out: str) -> dict:
     """Per RL run, from its TensorBoard events: held-out accuracy before/after, the gain, and when
     (step, RL seconds) the gain first reached GAIN_TARGET."""
-    plot_run = demo.load_plot_run()
     result = {}
     for name, (algo, _, _) in RUNS.items():
         st = plot_run.read_stage(out, name)
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         with open(os.path.join(out, name + ".tmp"), "w") as f:
             json.dump(obj, f, indent=1)
         os.replace(os.path.join(out, name + ".tmp"), os.path.join(out, name))
-    report = demo.load_plot_run().render_report(out)
+    report = plot_run.render_report(out)
     print(render(result), flush=True)
     print(f"\nDone in {time.perf_counter() - t0:.0f}s.\nResult: {out}/rl_demo.json\nReport: {report}\n"
           f"TensorBoard: tensorboard --logdir {out}", flush=True)

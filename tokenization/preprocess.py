@@ -36,9 +36,6 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a file: python tokenization/preprocess.py
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from tokenization.indexed import (
     ACTIVE_OUTPUTS, PUBLISH_LOCK, AtomicOutput, OutputExistsError, index_bytes,
 )

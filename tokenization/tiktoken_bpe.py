@@ -7,7 +7,7 @@ ranks as ids and appends the special tokens after them: for a 151643-rank file (
 file a single ``<|endoftext|>``. The pre-tokenizer is the Qwen2 pattern. Decoding joins token
 bytes before decoding UTF-8, so ``detokenize(tokenize(s)) == s`` for every string.
 
-Imported lazily by :func:`tokenization.tokenizer.load_tokenizer` (it pulls in megatron-core).
+Used by :func:`tokenization.megatron_wrappers.load_tokenizer` (it pulls in megatron-core).
 """
 
 from __future__ import annotations

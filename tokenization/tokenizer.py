@@ -1,6 +1,6 @@
-"""Tokenizer loading: one entry point for every tokenizer kind the project uses.
+"""Tokenizer kinds and fast encoding, without importing megatron-core.
 
-``load_tokenizer(path, library="auto", vocab_size=None)`` returns a megatron-core
+``tokenization.megatron_wrappers.load_tokenizer(path, library="auto", vocab_size=None)`` returns a megatron-core
 ``MegatronTokenizerBase`` object (``.tokenize``, ``.detokenize``, ``.eod``, ``.vocab_size``):
 
 =============  ==========================================  ===============================  =======================
@@ -51,7 +51,6 @@ __all__ = [
     "TokenizerError",
     "detect_library",
     "encoder_spec",
-    "load_tokenizer",
     "QWEN2_PATTERN",
     "QWEN2_SPECIAL_TOKENS",
 ]
@@ -439,45 +438,3 @@ class FastEncoder:
             if not 0 <= i < v:
                 raise ValueError(f"null-tokenizer id {i} outside [0, {v})")
         return ids
-
-
-# --------------------------------------------------------------------------------------------
-# megatron-core wrappers
-# --------------------------------------------------------------------------------------------
-
-
-def load_tokenizer(
-    path: Optional[str],
-    library: str = "auto",
-    vocab_size: Optional[int] = None,
-    *,
-    eod_token: Optional[str] = None,
-):
-    """Load a tokenizer as a megatron-core ``MegatronTokenizerBase`` (see the module table).
-
-    Raises ``FileNotFoundError`` for a missing path and ``TokenizerError`` (a ``ValueError``) for an
-    unknown kind, a missing EOD token or a ``null`` tokenizer without ``vocab_size``.
-    """
-    spec = encoder_spec(path, library, vocab_size, eod_token)
-    if spec.library == "tiktoken" and spec.extra.get("layout") == "ranks":
-        from tokenization.tiktoken_bpe import TiktokenBPETokenizer
-
-        return TiktokenBPETokenizer(spec)
-
-    from megatron.core.tokenizers import MegatronTokenizer
-
-    if spec.library == "null":
-        return MegatronTokenizer.from_pretrained(
-            metadata_path={"library": "null"}, vocab_size=spec.vocab_size - 1
-        )
-    if spec.library == "huggingface":
-        d = spec.path if os.path.isdir(spec.path) else os.path.dirname(spec.path)
-        return MegatronTokenizer.from_pretrained(
-            d, metadata_path={"library": "huggingface"}, eos_token=spec.eod_token, use_fast=True
-        )
-    if spec.library == "sentencepiece":
-        return MegatronTokenizer.from_pretrained(spec.path, metadata_path={"library": "sentencepiece"})
-    # tiktoken, tekken JSON layout: megatron's own wrapper
-    return MegatronTokenizer.from_pretrained(
-        spec.path, metadata_path={"library": "tiktoken"}, vocab_size=spec.vocab_size
-    )

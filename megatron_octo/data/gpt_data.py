@@ -32,28 +32,11 @@ def blend_from_config(cfg) -> tuple[list[str], list[float]]:
     return [s.prefix for s in d.blend], [float(s.weight) for s in d.blend]
 
 
-def load_tokenizer(cfg, vocab_size: Optional[int] = None):
-    from tokenization.tokenizer import load_tokenizer as _load
-
-    from megatron_octo.config import tokenizer_library
-
-    t = cfg.tokenizer
-    # Mock data needs no tokenizer, but a configured one is still the run's (for later inference).
-    if tokenizer_library(cfg) == "null" or (cfg.data.mock and t.path is None):
-        if vocab_size is None:
-            from megatron_octo.models.llama import resolve_architecture
-
-            # megatron's null tokenizer adds one id for EOD after the vocabulary.
-            vocab_size = resolve_architecture(cfg.model).vocab_size - 1
-        return _load(None, "null", vocab_size=vocab_size)
-    return _load(t.path, t.library)
-
-
-def build_splits(cfg, *, train_samples: int, valid_samples: int, cache_dir: Optional[str]) -> Splits:
+def build_splits(cfg, tokenizer, *, train_samples: int, valid_samples: int, cache_dir: Optional[str]) -> Splits:
+    """``tokenizer``: the run's (``models.llama.load_tokenizer``); megatron's datasets read its EOD id."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
 
-    tokenizer = load_tokenizer(cfg)
     d = cfg.data
     blend = None if d.mock else blend_from_config(cfg)
     if cache_dir:

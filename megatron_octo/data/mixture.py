@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from megatron_octo.config import fail
+
 __all__ = [
     "KNOWN_STAGES", "MixtureError", "Source", "load_mixture", "load_mixture_file",
     "normalized_weights", "to_megatron_blend",
@@ -160,3 +162,39 @@ def to_megatron_blend(sources: list[Source]) -> tuple[list[str], list[float]]:
     if not sources:
         raise MixtureError("to_megatron_blend: no sources")
     return [s.prefix for s in sources], [float(s.weight) for s in sources]
+
+
+def check_data(cfg) -> None:
+    """``data.*`` of a training config: a blend or a mixture whose files exist, and the split.
+    Raises ConfigError naming the key."""
+    d = cfg.data
+    if d.mock:
+        return
+    if d.mixture is None and len(d.blend) == 0:
+        fail("data.blend", "no training data: set data.blend (list of {prefix, weight}) or "
+              "data.mixture + data.stage (or data.mock=true for random tokens)")
+    if d.mixture is not None and len(d.blend) > 0:
+        fail("data.mixture", "set either data.mixture or data.blend, not both")
+    if d.mixture is not None:
+        if d.stage is None:
+            fail("data.stage", f"data.mixture={d.mixture} needs data.stage (e.g. stable, decay_long)")
+        if not os.path.isfile(d.mixture):
+            fail("data.mixture", f"mixture file not found: {d.mixture}")
+        try:
+            load_mixture(d.mixture, d.stage, check_files=True)
+        except MixtureError as exc:
+            fail("data.mixture", str(exc))
+    for i, src in enumerate(d.blend):
+        if not (src.weight > 0):
+            fail(f"data.blend[{i}].weight", f"must be > 0, got {src.weight}")
+        for ext in (".bin", ".idx"):
+            if not os.path.isfile(src.prefix + ext):
+                fail(f"data.blend[{i}].prefix", f"dataset file not found: {src.prefix}{ext}")
+    try:
+        parts = [float(x) for x in d.split.replace("/", ",").split(",")]
+    except ValueError:
+        fail("data.split", f"{d.split!r} is not comma-separated numbers like '98,2,0'")
+    if len(parts) != 3 or any(p < 0 for p in parts) or parts[0] <= 0:
+        fail("data.split", f"{d.split!r} needs three non-negative weights with train > 0")
+    if cfg.train.eval_interval > 0 and parts[1] <= 0:
+        fail("data.split", "train.eval_interval > 0 needs a validation share in data.split")

@@ -5,8 +5,8 @@ argv: read_fd write_fd memory_mb
 
 import sys
 
-from megatron_octo.eval.grader import _worker_main
+from megatron_octo.eval.grader import worker_main
 
 if __name__ == "__main__":
     r, w, mem = (int(a) for a in sys.argv[1:4])
-    _worker_main(r, w, mem)
+    worker_main(r, w, mem)

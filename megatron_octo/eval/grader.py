@@ -250,7 +250,7 @@ def _judge_octothinker(response: str, gold: Gold, rule: str, question: str,
 _JUDGES = {"math_verify": _judge_math_verify, "octothinker": _judge_octothinker}
 
 
-def _worker_main(read_fd: int, write_fd: int, memory_mb: int) -> None:
+def worker_main(read_fd: int, write_fd: int, memory_mb: int) -> None:
     """Loop of a worker process: receive (judge, args, inner_timeout), send back the judge's result.
     Started by ``python -m megatron_octo.eval._grader_worker``."""
     from multiprocessing.connection import Connection

@@ -175,7 +175,7 @@ def _load_sets(args):
 
 
 def evaluate(args, signals: Optional[_Signals] = None) -> int:
-    from megatron_octo.generation import make_generator
+    from megatron_octo.generators import make_generator
     from megatron_octo.models.from_checkpoint import load_for_inference
     from megatron_octo.runtime import distributed as rt
 

@@ -59,10 +59,9 @@ def load_into_runtime(ckpt_dir: str, cfg) -> LoadedModel:
     import torch
     from megatron.core import parallel_state as ps
 
-    from megatron_octo.data.gpt_data import load_tokenizer
     from megatron_octo.models import llama
 
-    tokenizer = load_tokenizer(cfg)
+    tokenizer = llama.load_tokenizer(cfg)
     arch = llama.run_architecture(cfg, tokenizer)
     model = llama.build_gpt_model(cfg, arch, pre_process=ps.is_pipeline_first_stage(),
                                   post_process=ps.is_pipeline_last_stage())

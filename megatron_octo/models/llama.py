@@ -15,6 +15,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from megatron_octo.config import ConfigError, fail, tokenizer_library
+from megatron_octo.runtime import capability
+
 
 @dataclass(frozen=True)
 class LlamaArchitecture:
@@ -83,8 +86,6 @@ _OVERRIDABLE = tuple(f.name for f in dataclasses.fields(LlamaArchitecture))
 def resolve_architecture(model_cfg, vocab_size: Optional[int] = None) -> LlamaArchitecture:
     """Preset plus the fields the config sets. ``vocab_size`` (from the tokenizer) applies when the
     config does not set model.vocab_size."""
-    from megatron_octo.config import ConfigError
-
     if model_cfg.preset not in PRESETS:
         raise ConfigError(f"config key 'model.preset': unknown preset {model_cfg.preset!r}; "
                           f"known: {', '.join(PRESETS)}")
@@ -109,14 +110,10 @@ def resolve_architecture(model_cfg, vocab_size: Optional[int] = None) -> LlamaAr
 def run_architecture(cfg, tokenizer=None) -> LlamaArchitecture:
     """The architecture a run builds: the tokenizer's vocabulary sizes the embedding unless
     model.vocab_size is set or there is no tokenizer (null library, mock data)."""
-    from megatron_octo.config import tokenizer_library
-
     no_tokenizer = tokenizer_library(cfg) == "null" or (cfg.data.mock and cfg.tokenizer.path is None)
     if cfg.model.vocab_size is not None or no_tokenizer:
         return resolve_architecture(cfg.model)
     if tokenizer is None:
-        from megatron_octo.data.gpt_data import load_tokenizer
-
         tokenizer = load_tokenizer(cfg)
     return resolve_architecture(cfg.model, tokenizer.vocab_size)
 
@@ -145,6 +142,24 @@ def params_dtype(model_cfg) -> torch.dtype:
     if model_cfg.params_dtype == "bf16":
         return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+
+
+def gradient_accumulation_fusion(te: bool) -> bool:
+    """On with Transformer Engine when apex's wgrad kernel imports: megatron's own output layer needs
+    it once the flag is set, and a pip install of TE has no apex (the model build would fail)."""
+    if not te:
+        return False
+    if capability.apex_wgrad_fusion_available():
+        return True
+    if "apex" not in _SAID:
+        _SAID.add("apex")
+        print("[megatron-octo] gradient_accumulation_fusion off: apex's fused_weight_gradient_mlp_cuda "
+              "does not import (install apex, or use an NGC PyTorch container, to fuse weight-gradient "
+              "accumulation)", flush=True)
+    return False
+
+
+_SAID: set = set()  # one-time log lines of this process
 
 
 def transformer_config(cfg, arch: LlamaArchitecture):
@@ -180,18 +195,29 @@ def transformer_config(cfg, arch: LlamaArchitecture):
         bf16=dtype == torch.bfloat16,
         # Megatron initialises on the GPU when it has one; on CPU there is nowhere else.
         use_cpu_initialization=not gpu,
-        fp8=m.fp8,
-        fp8_recipe=m.fp8_recipe if m.fp8 else "delayed",
         recompute_granularity=m.recompute_granularity,
         recompute_method="uniform" if m.recompute_granularity == "full" else None,
         recompute_num_layers=(m.recompute_num_layers or 1) if m.recompute_granularity == "full" else None,
+        attention_softmax_in_fp32=True,
+        **gpu_feature_kwargs(m, te=te, gpu=gpu),
+    )
+
+
+def gpu_feature_kwargs(model_cfg, *, te: bool, gpu: bool) -> dict:
+    """The TransformerConfig arguments that depend on the GPU and its libraries: FP8 and fusions."""
+    m = model_cfg
+    return dict(
+        fp8=m.fp8,
+        fp8_recipe=m.fp8_recipe if m.fp8 else "delayed",
+        fp8_amax_history_len=m.fp8_amax_history_len,
+        fp8_amax_compute_algo=m.fp8_amax_compute_algo,
+        fp8_param=m.fp8_param and m.fp8 is not None,
         # Fused kernels come from Transformer Engine / apex; without them the torch paths run.
         apply_rope_fusion=te,
-        gradient_accumulation_fusion=te,
+        gradient_accumulation_fusion=gradient_accumulation_fusion(te),
         bias_activation_fusion=gpu,
         masked_softmax_fusion=gpu,
         cross_entropy_loss_fusion=gpu,
-        attention_softmax_in_fp32=True,
     )
 
 
@@ -221,8 +247,9 @@ def build_gpt_model(cfg, arch: LlamaArchitecture, *, pre_process: bool, post_pro
     """A megatron GPTModel for this rank's pipeline stage."""
     from megatron.core.models.gpt.gpt_model import GPTModel
 
-    return GPTModel(
-        config=transformer_config(cfg, arch),
+    config = transformer_config(cfg, arch)
+    model = GPTModel(
+        config=config,
         transformer_layer_spec=layer_spec(cfg.model),
         vocab_size=padded_vocab_size(arch.vocab_size, cfg.model.make_vocab_size_divisible_by, cfg.parallel.tp),
         max_sequence_length=arch.max_position_embeddings,
@@ -235,6 +262,13 @@ def build_gpt_model(cfg, arch: LlamaArchitecture, *, pre_process: bool, post_pro
         rope_scaling_factor=arch.rope_scaling_factor if arch.rope_scaling_factor > 0 else 8.0,
         vp_stage=vp_stage,
     )
+    if config.bf16:
+        # The local spec's RMSNorm weights are created in fp32 whatever params_dtype says.
+        # Megatron-LM casts the whole model (its Float16Module); megatron's bf16 optimizer keeps
+        # fp32 parameters in groups its checkpoint code cannot map, so a bf16 run (the default on
+        # GPUs) failed at its first checkpoint save.
+        model.bfloat16()
+    return model
 
 
 def num_parameters(arch: LlamaArchitecture, padded_vocab: Optional[int] = None) -> int:
@@ -273,3 +307,40 @@ def flops_per_token(arch: LlamaArchitecture, seq_length: int, padded_vocab: Opti
     # Forward QK^T and AV: 2 * 2 * s * h per token per layer; x3 for forward + backward.
     attention = 12.0 * arch.num_layers * seq_length * h * (0.5 if causal else 1.0)
     return 6.0 * dense + attention
+
+
+def load_tokenizer(cfg, vocab_size: Optional[int] = None):
+    """The run's tokenizer as a megatron-core tokenizer; the null tokenizer (pre-tokenized data, mock
+    data) is sized by the architecture."""
+    from tokenization.megatron_wrappers import load_tokenizer as _load  # imports megatron-core
+
+    t = cfg.tokenizer
+    # Mock data needs no tokenizer, but a configured one is still the run's (for later inference).
+    if tokenizer_library(cfg) == "null" or (cfg.data.mock and t.path is None):
+        if vocab_size is None:
+            # megatron's null tokenizer adds one id for EOD after the vocabulary.
+            vocab_size = resolve_architecture(cfg.model).vocab_size - 1
+        return _load(None, "null", vocab_size=vocab_size)
+    return _load(t.path, t.library)
+
+
+def check_layout(cfg) -> None:
+    """The one owner of the layout rules that need the architecture: heads and KV groups divisible by
+    the tensor-parallel size, layers by the pipeline-parallel size, the sequence within the positions.
+    Raises ConfigError naming the key (the planner accepts exactly these layouts)."""
+    par = cfg.parallel
+    if par.tp < 1 or par.pp < 1:
+        return  # config.validate names the key
+    arch = resolve_architecture(cfg.model)
+    if arch.num_attention_heads % par.tp != 0:
+        fail("parallel.tp", f"tensor parallel size {par.tp} does not divide "
+             f"model.num_attention_heads={arch.num_attention_heads}")
+    if arch.num_query_groups % par.tp != 0:
+        fail("parallel.tp", f"tensor parallel size {par.tp} does not divide "
+             f"model.num_query_groups={arch.num_query_groups}")
+    if arch.num_layers % par.pp != 0:
+        fail("parallel.pp", f"pipeline parallel size {par.pp} does not divide "
+             f"model.num_layers={arch.num_layers}")
+    if cfg.model.seq_length > arch.max_position_embeddings:
+        fail("model.seq_length", f"{cfg.model.seq_length} exceeds model.max_position_embeddings="
+             f"{arch.max_position_embeddings}")

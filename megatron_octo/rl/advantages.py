@@ -41,8 +41,8 @@ def gae(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *
     """
     n, t_len = token_rewards.shape
     adv = torch.zeros_like(token_rewards, dtype=torch.float32)
-    next_value = torch.zeros(n, dtype=torch.float32)
-    running = torch.zeros(n, dtype=torch.float32)
+    next_value = torch.zeros(n, dtype=torch.float32, device=values.device)
+    running = torch.zeros(n, dtype=torch.float32, device=values.device)
     m = mask.float()
     r, v = token_rewards.float(), values.float()
     for t in reversed(range(t_len)):
@@ -58,8 +58,8 @@ def gae(token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, *
 
 def outcome_to_last_token(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``[n]`` outcome rewards placed on each row's last response token: ``[n, T]``."""
-    out = torch.zeros(mask.shape, dtype=torch.float32)
-    positions = torch.arange(mask.shape[1]).expand_as(mask)
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
     last = torch.where(mask > 0, positions, torch.full_like(positions, -1)).max(dim=1).values
     rows = torch.nonzero(last >= 0).view(-1)
     out[rows, last[rows]] = rewards.float()[rows]

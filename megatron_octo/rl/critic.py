@@ -21,6 +21,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from megatron_octo.rl.logprobs import position_ids
 from megatron_octo.rl.losses import value_loss
 from megatron_octo.schedule import applied_lr
 
@@ -97,8 +98,7 @@ class Critic:
 
     @staticmethod
     def _forward(model, tokens: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(tokens.shape[1] - 1).unsqueeze(0).expand(tokens.shape[0], -1)
-        return model(tokens[:, :-1], pos, None).squeeze(-1)
+        return model(tokens[:, :-1], position_ids(tokens), None).squeeze(-1)
 
     def update(self, batch, minibatch_args: dict) -> dict:
         """The clipped value loss over the actor's mini-batches and epochs; verl's metric names."""

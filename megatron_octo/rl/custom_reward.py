@@ -128,9 +128,9 @@ def make_reward_fn(spec: str, timeout: float) -> Callable:
 def _worker_main(read_fd: int, write_fd: int, parent_pid: int, spec: str) -> None:
     from multiprocessing.connection import Connection
 
-    from megatron_octo.runtime.procs import _die_with_parent
+    from megatron_octo.runtime.procs import die_with_parent
 
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
     rconn, wconn = Connection(read_fd, writable=False), Connection(write_fd, readable=False)

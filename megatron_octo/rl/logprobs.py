@@ -66,6 +66,12 @@ class _TokenLogProbs(torch.autograd.Function):
         return out, None, None
 
 
+def position_ids(tokens: torch.Tensor) -> torch.Tensor:
+    """``[b, L]`` tokens -> the ``[b, L-1]`` positions of the model input ``tokens[:, :-1]``, on the
+    tokens' device like every model input (megatron's RoPE path does not read them today)."""
+    return torch.arange(tokens.shape[1] - 1, device=tokens.device).unsqueeze(0).expand(tokens.shape[0], -1)
+
+
 def token_log_probs(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log p(labels) under softmax(logits / temperature). ``logits``: ``[b, s, V/tp]``; ``labels``: ``[b, s]``."""
     x = logits if logits.dtype == torch.float32 else logits.float()

@@ -31,8 +31,11 @@ import torch.distributed as dist
 from megatron_octo import config as cfgmod
 from megatron_octo import schedule
 from megatron_octo.rl.advantages import broadcast_to_tokens, grpo_advantages
+from megatron_octo.rl.checks import validate_rl
 from megatron_octo.rl.length_schedule import max_response_length, parse_stairs
-from megatron_octo.rl.logprobs import token_entropy, token_log_probs
+from megatron_octo.rl.logprobs import position_ids, token_entropy, token_log_probs
+from megatron_octo.runtime import capability, simulated_gpu
+from megatron_octo.runtime.distributed import device
 from megatron_octo.rl.losses import kl_penalty, policy_loss
 
 
@@ -94,6 +97,7 @@ class Batch:
 
 
 def build_batch(prompt_tokens: list[list[int]], response_tokens: list[list[int]], advantages: torch.Tensor) -> Batch:
+    """The batch on ``advantages``' device (the model's): filled on the host, copied over once."""
     lengths = [len(p) + len(r) for p, r in zip(prompt_tokens, response_tokens)]
     width = max(lengths)
     n = len(lengths)
@@ -104,6 +108,7 @@ def build_batch(prompt_tokens: list[list[int]], response_tokens: list[list[int]]
         tokens[i, :len(seq)] = torch.tensor(seq)
         # label position t predicts tokens[t+1]; response tokens are labels len(p)-1 .. len(seq)-2
         mask[i, len(p) - 1:len(seq) - 1] = 1.0
+    tokens, mask = tokens.to(advantages.device), mask.to(advantages.device)
     return Batch(tokens=tokens, mask=mask, advantages=broadcast_to_tokens(advantages, mask))
 
 
@@ -116,8 +121,7 @@ class RLTrainer:
     def setup(self):
         from megatron.core import parallel_state as ps
 
-        from megatron_octo.data.gpt_data import load_tokenizer
-        from megatron_octo.generation import make_generator
+        from megatron_octo.generators import make_generator
         from megatron_octo.generation_dynamic import flash_attn_for_dynamic_engine
         from megatron_octo.models import llama
         from megatron_octo.rl.reward import RewardConfig
@@ -128,14 +132,15 @@ class RLTrainer:
 
         cfg, r = self.cfg, self.cfg.rl
         le = rt.launch_env()
+        rt.install_device_mode()
         gpu = torch.cuda.is_available()
         have_fa = gpu and flash_attn_for_dynamic_engine()
-        cfgmod.validate_rl(cfg, le.world_size, have_gpu=gpu, have_te=llama.transformer_engine_available(),
-                           have_flash_attn=have_fa)
+        validate_rl(cfg, le.world_size, have_gpu=gpu, have_te=llama.transformer_engine_available(),
+                           have_flash_attn=have_fa, capability=capability.compute_capability())
         self.rollout_engine = cfgmod.resolve_rollout_engine(r.rollout_engine, have_gpu=gpu, have_flash_attn=have_fa)
         graphs = self.rollout_engine == "dynamic" and r.cuda_graphs
         self.stairs = parse_stairs(dict(r.max_response_length))
-        self.tokenizer = load_tokenizer(cfg)
+        self.tokenizer = llama.load_tokenizer(cfg)
         problems = load_prompts(r.prompts, r.question_key, r.answer_key)
 
         # CUDA graphs need megatron's graph-safe RNG tracker from the start.
@@ -257,8 +262,7 @@ class RLTrainer:
         with torch.no_grad():
             for start in range(0, batch.tokens.shape[0], r.micro_batch_size):
                 tok = batch.tokens[start:start + r.micro_batch_size]
-                pos = torch.arange(tok.shape[1] - 1).unsqueeze(0).expand(tok.shape[0], -1)
-                logits = model(tok[:, :-1], pos, None)
+                logits = model(tok[:, :-1], position_ids(tok), None)
                 outs.append(token_log_probs(logits, tok[:, 1:], r.temperature))
                 if with_entropy:
                     ents.append(token_entropy(logits, r.temperature))
@@ -283,8 +287,7 @@ class RLTrainer:
         mb: Batch = next(data_iterator)
         r = self.cfg.rl
         tok = mb.tokens
-        pos = torch.arange(tok.shape[1] - 1).unsqueeze(0).expand(tok.shape[0], -1)
-        logits = model(tok[:, :-1], pos, None)
+        logits = model(tok[:, :-1], position_ids(tok), None)
         return logits, partial(self._loss, mb, scale)
 
     def _loss(self, mb: Batch, scale: float, logits: torch.Tensor):
@@ -301,7 +304,7 @@ class RLTrainer:
         else:  # a metric only: no autograd graph over [batch, seq, vocab]
             with torch.no_grad():
                 ent = token_entropy(logits.detach(), r.temperature)
-        kl_sum = torch.zeros(())
+        kl_sum = logp.new_zeros(())  # stacked with the other metrics: on their device
         if self.ref is not None:
             kl_tok = kl_penalty(logp, mb.ref_log_probs, r.kl_estimator)
             kl_sum = (kl_tok * m).sum()
@@ -325,17 +328,19 @@ class RLTrainer:
         t0 = time.perf_counter()
         mine, flat, rewards, cap = self._rollout(step)
         t_rollout = time.perf_counter() - t0
-        scores = torch.tensor([x.score for x in rewards], dtype=torch.float32)
-        correct = torch.tensor([float(x.correct) for x in rewards])
-        lengths = torch.tensor([float(len(g.tokens)) for g in flat])
-        clipped = torch.tensor([float(g.finish_reason == "length") for g in flat])
+        # On the model's device: they meet its outputs in the advantages and NCCL's all-reduce below.
+        dev = device()
+        scores = torch.tensor([x.score for x in rewards], dtype=torch.float32, device=dev)
+        correct = torch.tensor([float(x.correct) for x in rewards], device=dev)
+        lengths = torch.tensor([float(len(g.tokens)) for g in flat], device=dev)
+        clipped = torch.tensor([float(g.finish_reason == "length") for g in flat], device=dev)
         # PPO's advantages are per token, from the critic's values once the batch is built.
         adv = (grpo_advantages(scores, r.samples_per_prompt, normalize_std=r.normalize_std) if self.critic is None
-               else torch.zeros(len(flat)))
-        keep = torch.ones(len(flat), dtype=torch.bool)
+               else torch.zeros(len(flat), device=dev))
+        keep = torch.ones(len(flat), dtype=torch.bool, device=dev)
         if r.remove_uniform_groups:
-            uniform = uniform_groups(scores.tolist(), r.samples_per_prompt)
-            keep = torch.tensor([u for u in uniform for _ in range(r.samples_per_prompt)]).logical_not()
+            uniform = uniform_groups([x.score for x in rewards], r.samples_per_prompt)
+            keep = torch.tensor([u for u in uniform for _ in range(r.samples_per_prompt)], device=dev).logical_not()
             # Removed groups keep their place (the batch shape stays fixed) with zero advantage.
             adv = adv * keep
         batch = build_batch([g.prompt_tokens for g in flat], [g.tokens for g in flat], adv)
@@ -372,7 +377,7 @@ class RLTrainer:
             ppo["timing/critic_update_s"] = time.perf_counter() - t3
         # Step metrics over all data-parallel replicas.
         dp_group = ps.get_data_parallel_group(with_context_parallel=True)
-        sums = torch.stack([scores.sum(), correct.sum(), lengths.sum(), clipped.sum(), torch.tensor(float(len(flat))),
+        sums = torch.stack([scores.sum(), correct.sum(), lengths.sum(), clipped.sum(), scores.new_tensor(len(flat)),
                             batch.mask.sum(), keep.logical_not().float().sum() / r.samples_per_prompt])
         dist.all_reduce(sums, group=dp_group)
         max_len = lengths.max().reshape(1)
@@ -391,6 +396,7 @@ class RLTrainer:
             "perf/train_tokens_per_sec": float(sums[5]) * r.ppo_epochs / max(t_update, 1e-9) / self.dp,
             "timing/rollout_s": t_rollout, "timing/old_log_prob_s": t_logp, "timing/update_s": t_update,
             "timing/step_s": elapsed, **ppo, **fault, "fault/skipped_updates": self.state.skipped_iterations,
+            **simulated_gpu.step_counts(),  # host<->device traffic (OCTO_SIMULATE_GPU=1 only)
         }
 
     def _critic_values(self, batch: Batch, scores: torch.Tensor, keep: torch.Tensor) -> dict:
@@ -446,7 +452,8 @@ class RLTrainer:
     def train(self) -> list[dict]:
         """Run to rl.steps; ``self.exit_code``: 0 done, 75 (EXIT_SIGNALLED) saved after SIGTERM/SIGUSR1
         at the end of the current step, 3 (EXIT_NAN) stopped under rl.nan_policy=stop."""
-        from megatron_octo.training.trainer import EXIT_NAN, EXIT_SIGNALLED, _SignalFlag
+        from megatron_octo.runtime.signals import SignalFlag
+        from megatron_octo.training.trainer import EXIT_NAN, EXIT_SIGNALLED
 
         r = self.cfg.rl
         history = []
@@ -466,7 +473,7 @@ class RLTrainer:
                             self.state.tokens)
         if r.val_interval and self.state.stage_iteration == 0:
             self._log(self.validate(), 0)
-        sig = _SignalFlag()  # the pretraining trainer's: save at the end of the step, exit 75
+        sig = SignalFlag()  # the pretraining trainer's: save at the end of the step, exit 75
         path, saved_at = None, None
         try:
             while self.state.stage_iteration < r.steps:

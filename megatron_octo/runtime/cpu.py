@@ -89,7 +89,47 @@ class _NoOpStreamOrEvent:
         return 0.0
 
 
-def _check_version() -> None:
+def cuda_patches(current_device=lambda: "cpu") -> list[tuple[object, str, object]]:
+    """``(owner, attribute, replacement)`` for the ``torch.cuda`` RNG/stream/device functions and
+    megatron's two CUDA RNG helpers; the simulated-GPU mode applies the same list (and undoes it).
+
+    ``current_device``: "cpu", not an ordinal: some callers build objects no mode sees from it
+    (torch.Generator(device=torch.cuda.current_device()) in the inference controller)."""
+    from megatron.core.tensor_parallel import random as mcore_random
+
+    cuda = torch.cuda
+    cpu_rng = lambda device="cuda": torch.get_rng_state()
+    set_cpu_rng = lambda state, device="cuda": torch.set_rng_state(state)
+    return [
+        (cuda, "current_device", current_device),
+        (cuda, "device_count", lambda: 1),
+        (cuda, "set_device", lambda *a, **k: None),
+        (cuda, "get_rng_state", cpu_rng),
+        (cuda, "set_rng_state", set_cpu_rng),
+        (cuda.random, "get_rng_state", cpu_rng),
+        (cuda.random, "set_rng_state", set_cpu_rng),
+        # The CPU generator stands in for the device generator: megatron's RNG tracker seeds it,
+        # snapshots it per stream (data-parallel, model-parallel) and restores the original.
+        # (torch.manual_seed itself calls torch.cuda.manual_seed_all, which must stay a no-op.)
+        (cuda, "manual_seed", lambda seed: torch.default_generator.manual_seed(int(seed))),
+        (cuda, "manual_seed_all", lambda seed: None),
+        (cuda, "synchronize", lambda *a, **k: None),
+        (cuda, "empty_cache", lambda: None),
+        (cuda, "Stream", _NoOpStreamOrEvent),
+        (cuda, "Event", _NoOpStreamOrEvent),
+        (cuda, "current_stream", lambda *a, **k: _NoOpStreamOrEvent()),
+        (cuda, "default_stream", lambda *a, **k: _NoOpStreamOrEvent()),
+        (cuda, "stream", lambda *a, **k: _NoOpStreamOrEvent()),
+        (cuda, "memory_allocated", lambda *a, **k: 0),
+        (cuda, "max_memory_allocated", lambda *a, **k: 0),
+        (mcore_random, "_get_cuda_rng_state",
+         lambda device="cuda", clone=False, graph_safe=False: torch.get_rng_state()),
+        (mcore_random, "_set_cuda_rng_state",
+         lambda new_state, device=-1, graph_safe=False: torch.set_rng_state(new_state)),
+    ]
+
+
+def check_version() -> None:
     import megatron.core
 
     found = megatron.core.__version__
@@ -111,41 +151,10 @@ def install(force: bool = False) -> bool:
         return True
     if torch.cuda.is_available() and not force:
         return False
-    _check_version()
+    check_version()
 
-    cuda = torch.cuda
-    # "cpu", not an ordinal: some callers build objects the mode never sees from it
-    # (torch.Generator(device=torch.cuda.current_device()) in the inference controller).
-    cuda.current_device = lambda: "cpu"
-    cuda.device_count = lambda: 1
-    cuda.set_device = lambda *a, **k: None
-    cuda.get_rng_state = lambda device="cuda": torch.get_rng_state()
-    cuda.set_rng_state = lambda state, device="cuda": torch.set_rng_state(state)
-    cuda.random.get_rng_state = cuda.get_rng_state
-    cuda.random.set_rng_state = cuda.set_rng_state
-    # The CPU generator stands in for the device generator: megatron's RNG tracker seeds it,
-    # snapshots it per stream (data-parallel, model-parallel) and restores the original.
-    # (torch.manual_seed itself calls torch.cuda.manual_seed_all, which must stay a no-op.)
-    cuda.manual_seed = lambda seed: torch.default_generator.manual_seed(int(seed))
-    cuda.manual_seed_all = lambda seed: None
-    cuda.synchronize = lambda *a, **k: None
-    cuda.empty_cache = lambda: None
-    cuda.Stream = _NoOpStreamOrEvent
-    cuda.Event = _NoOpStreamOrEvent
-    cuda.current_stream = lambda *a, **k: _NoOpStreamOrEvent()
-    cuda.default_stream = lambda *a, **k: _NoOpStreamOrEvent()
-    cuda.stream = lambda *a, **k: _NoOpStreamOrEvent()
-    cuda.memory_allocated = lambda *a, **k: 0
-    cuda.max_memory_allocated = lambda *a, **k: 0
-
-    from megatron.core.tensor_parallel import random as mcore_random
-
-    mcore_random._get_cuda_rng_state = (
-        lambda device="cuda", clone=False, graph_safe=False: torch.get_rng_state()
-    )
-    mcore_random._set_cuda_rng_state = (
-        lambda new_state, device=-1, graph_safe=False: torch.set_rng_state(new_state)
-    )
+    for owner, name, value in cuda_patches():
+        setattr(owner, name, value)
 
     _mode = CudaToCpuMode()
     _mode.__enter__()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from megatron_octo.runtime import cpu
+from megatron_octo.runtime import cpu, simulated_gpu
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_process_group(timeout_minutes: float = 10.0) -> LaunchEnv:
-    """torch.distributed over nccl with a GPU, gloo without; installs the CPU redirect if no GPU."""
-    le = launch_env()
-    gpu = torch.cuda.is_available()
-    if not gpu:
+def install_device_mode() -> bool:
+    """The simulated-GPU mode when OCTO_SIMULATE_GPU=1, else the CPU redirect when there is no GPU
+    (idempotent). Entry points call it before their checks, so those see the GPU the run will see.
+    Returns whether the GPU is simulated."""
+    if simulated_gpu.requested():
+        simulated_gpu.install()
+        return True
+    if not torch.cuda.is_available():
         cpu.install()
+    return False
+
+
+def init_process_group(timeout_minutes: float = 10.0) -> LaunchEnv:
+    """torch.distributed over nccl with a GPU, gloo without; installs the CPU redirect if no GPU, or
+    the simulated-GPU mode (gloo underneath, collectives checked as NCCL would) if OCTO_SIMULATE_GPU=1."""
+    le = launch_env()
+    simulated = install_device_mode()
+    gpu = torch.cuda.is_available()
     if dist.is_initialized():
         return le
     os.environ.setdefault("MASTER_ADDR", le.master_addr)
@@ -81,7 +93,7 @@ def init_process_group(timeout_minutes: float = 10.0) -> LaunchEnv:
     if gpu:
         torch.cuda.set_device(le.local_rank % torch.cuda.device_count())
     dist.init_process_group(
-        backend="nccl" if gpu else "gloo",
+        backend="nccl" if gpu and not simulated else "gloo",
         init_method=f"tcp://{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}",
         rank=le.rank,
         world_size=le.world_size,
@@ -126,11 +138,18 @@ def initialize(tp: int = 1, pp: int = 1, cp: int = 1, seed: int = 1234, cudagrap
     return le
 
 
+def device() -> torch.device:
+    """Where this rank's model and the tensors fed to it (or to a collective) live: the current
+    GPU, or the CPU without one. Model, data and RL code move tensors here rather than testing
+    which of the two it is."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
 def all_reduce_values(values: list[float], op: str = "sum", group=None) -> list[float]:
     """A few numbers summed (``op="sum"``) or maxed (``"max"``) over ``group`` (default: every rank);
     returned as they are without a process group. On the GPU when there is one: NCCL reduces CUDA
     tensors only."""
-    t = torch.tensor(values, dtype=torch.float64, device="cuda" if torch.cuda.is_available() else "cpu")
+    t = torch.tensor(values, dtype=torch.float64, device=device())
     if dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM, group=group)
     return t.tolist()

@@ -16,7 +16,7 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
     """Manager initializer (runs in the spawned server process)."""
     if sys.platform.startswith("linux"):
         try:
@@ -42,5 +42,5 @@ def tie_checkpoint_writer_to_parent() -> None:
     from multiprocessing.managers import SyncManager
 
     manager = SyncManager(ctx=mp.get_context("spawn"))
-    manager.start(initializer=_die_with_parent, initargs=(os.getpid(),))
+    manager.start(initializer=die_with_parent, initargs=(os.getpid(),))
     fa._results_queue = manager.Queue()

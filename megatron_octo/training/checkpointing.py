@@ -21,80 +21,17 @@ import contextlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Optional
 
 import torch
 import torch.distributed as dist
 
-TRACKER = "latest_checkpointed_iteration.txt"
-STATE_FILE = "trainer_state.json"
-FORMAT_VERSION = 2  # 2: manifest.json with SHA-256 digests (format 1 checkpoints have none)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, partial or does not fit this run; the message names its path."""
-
-
-@dataclass
-class TrainerState:
-    iteration: int = 0  # global iteration (continues across stages)
-    stage_iteration: int = 0  # iterations in this stage
-    consumed_samples: int = 0  # this stage's data position (samples of its blend)
-    tokens: int = 0  # global tokens consumed (all stages)
-    stage_tokens: int = 0  # tokens consumed in this stage
-    skipped_iterations: int = 0
-    schedule: dict = field(default_factory=dict)  # ScheduleState.to_dict()
-    layout: dict = field(default_factory=dict)  # tp, pp, cp, dp, world_size at save
-    stage: str = "stable"
-    run_name: str = ""
-    format_version: int = FORMAT_VERSION
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainerState":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
-
-
-def iter_dir_name(iteration: int) -> str:
-    return f"iter_{iteration:07d}"
-
-
-def latest_checkpoint(save_dir: str) -> Optional[str]:
-    """The directory the tracker names, or None if there is no tracker."""
-    tracker = os.path.join(save_dir, TRACKER)
-    if not os.path.isfile(tracker):
-        return None
-    text = open(tracker).read().strip()
-    try:
-        iteration = int(text)
-    except ValueError:
-        raise CheckpointError(f"{tracker}: expected an iteration number, found {text!r}") from None
-    path = os.path.join(save_dir, iter_dir_name(iteration))
-    if not os.path.isdir(path):
-        raise CheckpointError(f"{tracker} names iteration {iteration} but {path} does not exist")
-    return path
-
-
-def resolve_checkpoint(path: str) -> str:
-    """A save directory (its latest checkpoint) or one iteration directory."""
-    if os.path.isfile(os.path.join(path, STATE_FILE)):
-        return path
-    latest = latest_checkpoint(path)
-    if latest is None:
-        raise CheckpointError(f"{path}: not a checkpoint (no {TRACKER} and no {STATE_FILE})")
-    return latest
-
-
-def read_trainer_state(ckpt_dir: str) -> TrainerState:
-    path = os.path.join(ckpt_dir, STATE_FILE)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{ckpt_dir}: missing {STATE_FILE} (partial or foreign checkpoint)")
-    try:
-        with open(path) as f:
-            return TrainerState.from_dict(json.load(f))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: unreadable trainer state: {exc}") from None
+# The layout lives in its own leaf module (integrity.py reads it too); re-exported here for callers.
+from megatron_octo.training.checkpoint_layout import (FORMAT_VERSION, STATE_FILE, TRACKER, CheckpointError,
+                                                      TrainerState, iter_dir_name, latest_checkpoint,
+                                                      read_trainer_state, resolve_checkpoint)
+from megatron_octo.training import integrity
 
 
 def _rank() -> int:
@@ -247,7 +184,6 @@ def save(save_dir: str, model, optimizer, state: TrainerState, config_yaml: str,
     from megatron.core import dist_checkpointing
 
     from megatron_octo.runtime import faults, procs
-    from megatron_octo.training import integrity
 
     it = state.iteration
     final = os.path.join(save_dir, iter_dir_name(it))
@@ -376,7 +312,6 @@ def load(ckpt_dir: str, model, optimizer, *, with_optimizer: bool, layout: dict,
     """
     from megatron.core import dist_checkpointing
 
-    from megatron_octo.training import integrity
 
     integrity.verify(ckpt_dir, verify)
     integrity.check_pickles(ckpt_dir)

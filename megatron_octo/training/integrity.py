@@ -26,7 +26,8 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from megatron_octo.training.checkpointing import CheckpointError, iter_dir_name
+from megatron_octo.training.checkpoint_layout import (TRACKER, CheckpointError, iter_dir_name, latest_checkpoint,
+                                                      read_trainer_state)
 from tokenization.tokenizer import sha256_file
 
 MANIFEST = "manifest.json"
@@ -115,7 +116,6 @@ def verify(ckpt_dir: str, mode: str = "checksum") -> None:
 
     A missing manifest is corruption for checkpoints of format 2 and later; older checkpoints have
     none and pass. Raises :class:`CorruptCheckpointError` naming every bad file."""
-    from megatron_octo.training.checkpointing import read_trainer_state
 
     if mode not in VERIFY_MODES:
         raise CheckpointError(f"config key 'checkpoint.verify': {mode!r} is not one of {', '.join(VERIFY_MODES)}")
@@ -165,7 +165,6 @@ def verify(ckpt_dir: str, mode: str = "checksum") -> None:
 def resume_candidates(save_dir: str, fallback: bool) -> list[str]:
     """Checkpoints to try, newest first: the one the tracker names, then (``fallback``) every older
     complete ``iter_NNNNNNN`` directory. Without a tracker: none (a fresh start)."""
-    from megatron_octo.training.checkpointing import TRACKER, latest_checkpoint
 
     if not os.path.isfile(os.path.join(save_dir, TRACKER)):
         return []

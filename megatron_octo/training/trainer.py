@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import signal
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -25,8 +24,10 @@ from megatron_octo import schedule
 from megatron_octo.data import gpt_data
 from megatron_octo.models import llama
 from megatron_octo.runtime import distributed as rt
-from megatron_octo.runtime import faults
+from megatron_octo.runtime import capability, faults, simulated_gpu
+from megatron_octo.runtime.signals import SignalFlag
 from megatron_octo.training import checkpointing as ckpt
+from megatron_octo.training import checks
 from megatron_octo.training import integrity
 from megatron_octo.training.model_setup import build_model_and_optimizer
 from megatron_octo.training.optimizer_state import ensure_optimizer_state
@@ -49,29 +50,6 @@ class TrainResult:
     checkpoint: Optional[str] = None
     exit_code: int = 0
     skipped: int = 0
-
-
-class _SignalFlag:
-    """SIGTERM/SIGUSR1 (Slurm's pre-timeout signal) ask for a save and a clean exit."""
-
-    def __init__(self):
-        self.received: Optional[int] = None
-        self._previous = {}
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-
-    def _handle(self, signum, frame):
-        self.received = signum
-
-    def any_rank(self) -> bool:
-        return rt.any_rank(self.received is not None)
-
-    def restore(self):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 class _DigestIterator:
@@ -107,7 +85,7 @@ def _forward_step(data_iterator, model, loss_fault: Optional[str] = None):
     from megatron.core import parallel_state as ps
 
     batch = next(data_iterator)
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = rt.device()
     tokens = batch["tokens"].to(dev, non_blocking=True)
     labels = batch["labels"].to(dev, non_blocking=True)
     loss_mask = batch["loss_mask"].to(dev, non_blocking=True)
@@ -148,10 +126,12 @@ class Trainer:
         from megatron.core import parallel_state as ps
 
         cfg = self.cfg
+        rt.install_device_mode()
         gpu = torch.cuda.is_available()
         le = rt.launch_env()
         # Everything checkable is checked before a process group exists.
-        cfgmod.validate(cfg, le.world_size, have_gpu=gpu, have_te=llama.transformer_engine_available())
+        checks.validate(cfg, le.world_size, have_gpu=gpu, have_te=llama.transformer_engine_available(),
+                        capability=capability.compute_capability())
         faults.plan()  # a malformed OCTO_FAULT_INJECT fails here, naming the variable
         self.launch = rt.initialize(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.cp, seed=cfg.train.seed)
         self.world = dist.get_world_size()
@@ -163,7 +143,7 @@ class Trainer:
         self.log_rank = self.world - 1
         self.is_log_rank = dist.get_rank() == self.log_rank
 
-        self.tokenizer = gpt_data.load_tokenizer(cfg)
+        self.tokenizer = llama.load_tokenizer(cfg)
         self.arch = llama.run_architecture(cfg, self.tokenizer)
         if self.tokenizer.vocab_size > self.arch.vocab_size:
             raise cfgmod.ConfigError(
@@ -281,7 +261,7 @@ class Trainer:
         n_evals = (self.total_steps // cfg.train.eval_interval + 1) if cfg.train.eval_interval > 0 else 0
         valid_samples = cfg.train.eval_iters * gbs if n_evals else 0
         cache = cfg.data.cache_dir or (os.path.join(cfg.checkpoint.save, "data_cache") if cfg.checkpoint.save else None)
-        self.splits = gpt_data.build_splits(cfg, train_samples=max(train_samples, 1),
+        self.splits = gpt_data.build_splits(cfg, self.tokenizer, train_samples=max(train_samples, 1),
                                             valid_samples=valid_samples, cache_dir=cache)
 
     def _train_iter(self):
@@ -312,7 +292,7 @@ class Trainer:
         self._build_data()
         data_iter = _DigestIterator(self._train_iter())
         fwd_bwd = get_forward_backward_func()
-        sig = _SignalFlag()
+        sig = SignalFlag()
         result = TrainResult(iterations=self.state.iteration, tokens=self.state.tokens,
                              stage_tokens=self.state.stage_tokens)
         if self.is_log_rank:
@@ -372,7 +352,8 @@ class Trainer:
                         "batch-size": cfg.train.global_batch_size, "throughput": tflops,
                         "tokens-per-sec": self.tps / dt, "mfu": tflops * 1e12 / self.peak,
                         "iteration-time": dt, mem_name: mem, "skipped-iterations": self.state.skipped_iterations,
-                        "consumed-tokens": self.state.tokens, "consumed-samples": self.state.consumed_samples}
+                        "consumed-tokens": self.state.tokens, "consumed-samples": self.state.consumed_samples,
+                        **simulated_gpu.step_counts(log_steps)}  # host<->device traffic (OCTO_SIMULATE_GPU=1)
                 # data-crc32: the tokens of this rank's micro-batches since the last log line.
                 self.writer.scalars(vals, self.state.iteration, self.state.tokens,
                                     extra={"data-crc32": data_iter.take()})

@@ -74,10 +74,7 @@ def logits_check(hf_dir, ckpt, *extra, nproc=1, timeout=150):
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module(f"megatron_octo.cli.{name}")
 
 
 @pytest.fixture(scope="module")

@@ -156,7 +156,7 @@ def _compare(model, static, dynamic, what, gpu):
 
 def main():
     from megatron_octo import config as cfgmod
-    from megatron_octo.data.gpt_data import load_tokenizer
+    from megatron_octo.models.llama import load_tokenizer
     from megatron_octo.generation import Generator, SamplingConfig
     from megatron_octo.generation_dynamic import DynamicGenerator, blocks_per_sequence, kv_block_bytes
     from megatron_octo.models import llama

@@ -1,5 +1,6 @@
 """Rollout log-probs (megatron inference engine) vs the training forward's log-probs, and the
 vocab-parallel log-prob/entropy helpers vs a dense computation, at the process group's TP."""
+import json
 import sys
 import warnings
 
@@ -9,7 +10,7 @@ import torch  # noqa: E402
 
 def main():
     from megatron_octo import config as cfgmod
-    from megatron_octo.data.gpt_data import load_tokenizer
+    from megatron_octo.models.llama import load_tokenizer
     from megatron_octo.generation import Generator, SamplingConfig
     from megatron_octo.models import llama
     from megatron_octo.rl.logprobs import token_entropy, token_log_probs
@@ -71,7 +72,6 @@ def main():
         b_shard = b.grad[..., ps.get_tensor_model_parallel_rank() * part:][..., :part]
         worst = max(worst, (lp - dense_lp).abs().max().item())
         worst_grad = max(worst_grad, (a.grad - b_shard).abs().max().item())
-    assert worst_grad <= 1e-5, f"log-prob gradients differ by {worst_grad}"
     # Keys rotated once, when cached (CachedRopeSelfAttention), decode as megatron's SelfAttention
     # that re-rotates the whole cache at every token.
     from megatron.core.transformer.attention import SelfAttention
@@ -79,7 +79,6 @@ def main():
     from megatron_octo.models.cached_rope_attention import CachedRopeSelfAttention
 
     attn = [m for m in model.modules() if isinstance(m, CachedRopeSelfAttention)]
-    assert attn, "the local spec does not use CachedRopeSelfAttention"
     greedy = SamplingConfig(max_new_tokens=12, temperature=0.0, return_log_probs=True)
     cached = gen.generate(prompts, greedy)
     for m in attn:
@@ -87,18 +86,14 @@ def main():
     stock = gen.generate(prompts, greedy)
     for m in attn:
         m.__class__ = CachedRopeSelfAttention
-    assert [g[0].tokens for g in cached] == [g[0].tokens for g in stock]
+    rope_tokens_equal = [g[0].tokens for g in cached] == [g[0].tokens for g in stock]
     worst_rope = max(abs(x - y) for a, b in zip(cached, stock) for x, y in zip(a[0].log_probs, b[0].log_probs))
-    assert worst_rope <= 1e-5, f"cached-RoPE decoding differs from megatron's by {worst_rope}"
     n = sum(len(g.tokens) for per in outs for g in per)
-    assert n > 0, "nothing generated"
-    assert worst <= 1e-5, f"log-probs differ from a dense log-softmax by {worst}"
-    # Two fp32 computations (decoding with a KV cache vs one pass): a few ulps of the logits. Over 32
-    # sampling seeds of this setup the largest difference was 1.9e-6..1.05e-5 (log-probs ~ -8).
-    assert worst_engine <= 2e-5, f"rollout vs forward log-probs differ by {worst_engine}"
-    assert worst_ent <= 1e-4, f"entropy differs by {worst_ent}"
-    if torch.distributed.get_rank() == 0:
-        print(f"OK tp={tp} tokens={n} max|dlogp|={worst:.2e} max|dlogp engine|={worst_engine:.2e} max|dH|={worst_ent:.2e} max|dgrad|={worst_grad:.2e} max|dlogp rope|={worst_rope:.2e}")
+    if torch.distributed.get_rank() == 0:  # the test compares these (tests/distributed/test_rl_logprobs.py)
+        print("RESULT " + json.dumps({"tp": tp, "tokens": n, "cached_rope_layers": len(attn),
+                                      "rope_tokens_equal": rope_tokens_equal, "max_dlogp_dense": worst,
+                                      "max_dlogp_engine": worst_engine, "max_dentropy": worst_ent,
+                                      "max_dgrad": worst_grad, "max_dlogp_rope": worst_rope}))
     rt.shutdown()
 
 

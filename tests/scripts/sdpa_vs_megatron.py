@@ -1,4 +1,5 @@
 """SDPAttention against megatron's DotProductAttention: outputs and gradients, causal, masked, decode."""
+import json
 import sys
 import warnings
 
@@ -21,7 +22,7 @@ ref = DotProductAttention(tc, 1, AttnMaskType.causal, "self")
 ours = SDPAttention(tc, 1, AttnMaskType.causal, "self")
 s, b, heads, groups, hn = 12, 3, 4, 2, 16
 torch.manual_seed(0)
-worst = 0.0
+worst = {}
 for case in ("causal-none", "causal-mask", "doc-mask", "decode"):
     sq = 3 if case == "decode" else s
     q = torch.randn(sq, b, heads, hn, requires_grad=True)
@@ -45,9 +46,7 @@ for case in ("causal-none", "causal-mask", "doc-mask", "decode"):
         o = mod(q, k, v, mask)
         (o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum().backward()
         outs.append([o.detach().clone()] + [t.grad.clone() for t in (q, k, v)])
-    for a, c in zip(*outs):
-        assert a.shape == c.shape, (case, a.shape, c.shape)
-        worst = max(worst, (a - c).abs().max().item())
-assert worst < 1e-5, worst
-print(f"OK max abs diff {worst:.2e}")
+    # output and the three input gradients; inf where the shapes differ
+    worst[case] = max((a - c).abs().max().item() if a.shape == c.shape else float("inf") for a, c in zip(*outs))
+print("RESULT " + json.dumps(worst))  # the test compares (tests/unit/test_models.py)
 rt.shutdown()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from megatron_octo import config as cfgmod
+from megatron_octo.training import checks
 from tests.helpers import ROOT, write_indexed_dataset
 
 
@@ -22,7 +23,7 @@ def _cfg(tmp_path, prefix, *overrides):
 
 
 def _validate(cfg, world=1, gpu=False, te=False):
-    cfgmod.validate(cfg, world, have_gpu=gpu, have_te=te)
+    checks.validate(cfg, world, have_gpu=gpu, have_te=te)
 
 
 def test_valid_config_passes(tmp_path, prefix):

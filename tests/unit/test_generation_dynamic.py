@@ -15,9 +15,11 @@ import torch
 
 from megatron_octo import config as cfgmod
 from megatron_octo import generation
-from megatron_octo.generation import SamplingConfig, make_generator, to_generation
+from megatron_octo.generation import SamplingConfig, to_generation
+from megatron_octo.generators import make_generator
 from megatron_octo.generation_dynamic import (DynamicGenerator, _LayerGraphs, blocks_per_sequence, full_kv_cache_gb,
                                               kv_block_bytes)
+from megatron_octo.rl.checks import validate_rl
 from tests.helpers import ROOT, run
 
 
@@ -30,7 +32,7 @@ def _rl_cfg(tmp_path, *overrides):
 def test_auto_is_static_without_a_gpu_and_dynamic_with_gpu_and_flash_attn(tmp_path):
     cfg = _rl_cfg(tmp_path)
     assert (cfg.rl.rollout_engine, cfg.rl.cuda_graphs, cfg.rl.kv_cache_gb) == ("auto", True, 0.0)
-    cfgmod.validate_rl(cfg, 1, have_gpu=False, have_te=False, have_flash_attn=False)
+    validate_rl(cfg, 1, have_gpu=False, have_te=False, have_flash_attn=False)
     resolve = cfgmod.resolve_rollout_engine
     assert resolve("auto", have_gpu=False, have_flash_attn=False) == "static"
     assert resolve("auto", have_gpu=True, have_flash_attn=False) == "static"
@@ -38,7 +40,7 @@ def test_auto_is_static_without_a_gpu_and_dynamic_with_gpu_and_flash_attn(tmp_pa
     assert resolve("static", have_gpu=True, have_flash_attn=True) == "static"
     assert resolve("dynamic", have_gpu=True, have_flash_attn=True) == "dynamic"
     # cuda_graphs concerns the dynamic engine only: harmless with the static one.
-    cfgmod.validate_rl(_rl_cfg(tmp_path, "rl.rollout_engine=static", "rl.cuda_graphs=true"), 1, have_gpu=False,
+    validate_rl(_rl_cfg(tmp_path, "rl.rollout_engine=static", "rl.cuda_graphs=true"), 1, have_gpu=False,
                        have_te=False, have_flash_attn=False)
 
 
@@ -52,12 +54,12 @@ def test_auto_is_static_without_a_gpu_and_dynamic_with_gpu_and_flash_attn(tmp_pa
 ])
 def test_rollout_engine_errors_name_the_key(tmp_path, overrides, gpu, fa, key, fragments):
     with pytest.raises(cfgmod.ConfigError) as exc:
-        cfgmod.validate_rl(_rl_cfg(tmp_path, *overrides), 1, have_gpu=gpu, have_te=False, have_flash_attn=fa)
+        validate_rl(_rl_cfg(tmp_path, *overrides), 1, have_gpu=gpu, have_te=False, have_flash_attn=fa)
     msg = str(exc.value)
     assert msg.startswith(f"config key '{key}': "), msg
     for fragment in fragments:
         assert fragment in msg, msg
-    cfgmod.validate_rl(_rl_cfg(tmp_path, "rl.rollout_engine=dynamic"), 1, have_gpu=True, have_te=False,
+    validate_rl(_rl_cfg(tmp_path, "rl.rollout_engine=dynamic"), 1, have_gpu=True, have_te=False,
                        have_flash_attn=True)
 
 

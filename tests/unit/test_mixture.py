@@ -1,6 +1,5 @@
 """Mixture YAML (megatron_octo/data/mixture.py) and tools/data_stats.py."""
 
-import importlib.util
 import os
 import textwrap
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from megatron_octo.cli import data_stats
 from megatron_octo.data.mixture import (
     KNOWN_STAGES, MixtureError, Source, load_mixture, load_mixture_file, normalized_weights,
     to_megatron_blend,
@@ -141,10 +141,7 @@ def test_blend_needs_sources():
 # --- tools/data_stats.py ------------------------------------------------------------------------
 
 def _data_stats():
-    spec = importlib.util.spec_from_file_location("data_stats", ROOT / "tools" / "data_stats.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return data_stats
 
 
 def test_parse_tokens():

@@ -13,7 +13,9 @@ import pytest
 
 from megatron_octo import config as cfgmod
 from megatron_octo import planner as pl
+from megatron_octo.cli import plan
 from megatron_octo.models import llama
+from megatron_octo.training import checks
 from tests.helpers import ROOT, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -202,7 +204,7 @@ def test_layout_rules_agree_with_config_validate():
                      f"parallel.pp={pp}", f"parallel.cp={cp}", f"parallel.sequence_parallel={sp}",
                      f"train.micro_batch_size={mbs}", f"train.global_batch_size={gbs}"]
         try:
-            cfgmod.validate(cfgmod.load(None, overrides), world, have_gpu=True, have_te=True)
+            checks.validate(cfgmod.load(None, overrides), world, have_gpu=True, have_te=True)
             ok = True
         except cfgmod.ConfigError:
             ok = False
@@ -242,9 +244,6 @@ def test_memory_pressure_forces_model_parallelism_or_recompute():
 # ----- command line ----------------------------------------------------------------------------
 
 def _main(argv, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import plan  # tools/plan.py
-
     rc = plan.main(argv)
     out = capsys.readouterr()
     return rc, out.out, out.err
@@ -296,6 +295,6 @@ def test_printed_overrides_validate_in_the_trainer_config(capsys, gpus, extra):
     d = json.loads(out)
     cfg = cfgmod.load(None, ["train.tokens=0", "tokenizer.library=null", "data.mock=true", "model.preset=llama3.1-8b",
                              *d["train_overrides"]])
-    cfgmod.validate(cfg, gpus, have_gpu=True, have_te=True)  # raises ConfigError naming the key otherwise
+    checks.validate(cfg, gpus, have_gpu=True, have_te=True)  # raises ConfigError naming the key otherwise
     assert cfgmod.num_microbatches(cfg, gpus) == d["layout"]["microbatches"]
     assert cfgmod.data_parallel_size(cfg, gpus) == d["layout"]["dp"]

@@ -9,12 +9,10 @@ import sys
 
 import pytest
 
+from megatron_octo.cli import plot_run
 from megatron_octo.training.metrics import MetricsWriter
 from tests.helpers import ROOT, run
 
-spec = importlib.util.spec_from_file_location("plot_run", ROOT / "tools" / "plot_run.py")
-plot_run = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(plot_run)
 
 TPS = 1024  # tokens per step of the fake pretraining stages
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,6 +14,7 @@ from megatron_octo import config as cfgmod
 from megatron_octo.rl.critic import ValueHead
 from megatron_octo.rl.losses import value_loss
 from megatron_octo.rl.ppo import critic_data_metrics, gae_advantages
+from megatron_octo.rl.checks import validate_rl
 from tests.helpers import ROOT
 
 
@@ -108,16 +109,16 @@ def test_ppo_config_errors_name_the_key(tmp_path, override, key):
     cfg = cfgmod.load(str(ROOT / "recipes/tiny/rl_ppo.yaml"), [
         f"checkpoint.init_from={tmp_path}", f"rl.prompts={ROOT}/data/rl/math8k.jsonl.gz", override])
     with pytest.raises(cfgmod.ConfigError, match=f"'{key}'"):
-        cfgmod.validate_rl(cfg, 1, have_gpu=False, have_te=False)
+        validate_rl(cfg, 1, have_gpu=False, have_te=False)
     ok = cfgmod.load(str(ROOT / "recipes/tiny/rl_ppo.yaml"), [
         f"checkpoint.init_from={tmp_path}", f"rl.prompts={ROOT}/data/rl/math8k.jsonl.gz"])
-    cfgmod.validate_rl(ok, 1, have_gpu=False, have_te=False)
+    validate_rl(ok, 1, have_gpu=False, have_te=False)
 
 
 def test_paper_ppo_recipe_validates_with_verl_critic_defaults(tmp_path):
     cfg = cfgmod.load(str(ROOT / "recipes/octothinker/llama3.2-3b/rl_ppo.yaml"), [
         f"checkpoint.init_from={tmp_path}", f"rl.prompts={ROOT}/data/rl/math8k.jsonl.gz"])
-    cfgmod.validate_rl(cfg, 8, have_gpu=True, have_te=True)
+    validate_rl(cfg, 8, have_gpu=True, have_te=True)
     r = cfg.rl
     assert (r.algorithm, r.prompts_per_step, r.samples_per_prompt, r.mini_batch_prompts, r.lr) == \
         ("ppo", 128, 16, 64, 1e-6)

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from megatron_octo import rl_demo
+from megatron_octo.rl.checks import validate_rl
 
 
 def _write_run(out, name, val, step_s):
@@ -72,7 +73,7 @@ def test_recipes_load_and_validate(tmp_path):
     assert (sft.data.stage, sft.schedule.stage, sft.checkpoint.init_from) == ("sft", "stable", None)
     for name, algo in (("rl_grpo_sft.yaml", "grpo"), ("rl_ppo_sft.yaml", "ppo")):
         cfg = cfgmod.load(os.path.join(root, "recipes/demo", name), paths)
-        cfgmod.validate_rl(cfg, 2, have_gpu=False, have_te=False)
+        validate_rl(cfg, 2, have_gpu=False, have_te=False)
         assert (cfg.rl.algorithm, cfg.rl.template, cfg.rl.val_interval) == (algo, "simple", 20)
 
 

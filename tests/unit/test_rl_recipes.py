@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from megatron_octo import config as cfgmod
+from megatron_octo.rl.checks import validate_rl
 from tests.helpers import ROOT
 
 PAPER = ROOT / "recipes/octothinker/llama3.2-3b"
@@ -29,13 +30,13 @@ def _load(tmp_path, name: str, *overrides: str):
 ])
 def test_paper_rl_recipe_validates(tmp_path, name, world, overrides):
     cfg = _load(tmp_path, name, *overrides)
-    cfgmod.validate_rl(cfg, world, have_gpu=True, have_te=True)
+    validate_rl(cfg, world, have_gpu=True, have_te=True)
 
 
 def test_paper_rl_recipe_at_64_gpus_with_too_small_minibatch_names_the_key(tmp_path):
     cfg = _load(tmp_path, "rl_grpo_256x16.yaml")
     with pytest.raises(cfgmod.ConfigError, match="rl.mini_batch_prompts"):
-        cfgmod.validate_rl(cfg, 64, have_gpu=True, have_te=True)
+        validate_rl(cfg, 64, have_gpu=True, have_te=True)
 
 
 def test_paper_rl_recipe_settings(tmp_path):

@@ -52,7 +52,7 @@ def test_render_and_filter_drops_and_counts_over_long_prompts():
     from megatron_octo.eval.prompts import rl_prompt
     from megatron_octo.rl.prompt_filter import render_and_filter
     from megatron_octo.rl.trainer import Problem
-    from tokenization.tokenizer import load_tokenizer
+    from tokenization.megatron_wrappers import load_tokenizer
 
     tok = load_tokenizer(str(ROOT / "data/tokenizer/octo_sp8k.model"), "sentencepiece")
     problems = [Problem("What is 1 + 1?", "2"), Problem("Compute " + "x + " * 200 + "1.", "201"),

@@ -18,7 +18,7 @@ from tokenization.indexed import OutputExistsError, read_index, remove_stale_tmp
 from tokenization.merge import MergeError, merge
 from tokenization.readers import InputError, partition_files
 from tokenization.templates import render
-from tokenization.tokenizer import load_tokenizer
+from tokenization.megatron_wrappers import load_tokenizer
 
 pytestmark = pytest.mark.timeout(120)
 

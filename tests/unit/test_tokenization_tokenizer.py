@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tokenization.tokenizer import (
-    EncoderSpec, FastEncoder, TokenizerError, detect_library, encoder_spec, load_tokenizer,
+    EncoderSpec, FastEncoder, TokenizerError, detect_library, encoder_spec,
 )
+from tokenization.megatron_wrappers import load_tokenizer
 
 pytestmark = pytest.mark.timeout(120)
 

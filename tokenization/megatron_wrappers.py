@@ -1,0 +1,45 @@
+"""The one entry point that loads any tokenizer kind of the project as a megatron-core tokenizer
+(the table is in ``tokenization/tokenizer.py``, which describes and encodes without megatron)."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from megatron.core.tokenizers import MegatronTokenizer
+
+from tokenization.tiktoken_bpe import TiktokenBPETokenizer
+from tokenization.tokenizer import encoder_spec
+
+
+def load_tokenizer(
+    path: Optional[str],
+    library: str = "auto",
+    vocab_size: Optional[int] = None,
+    *,
+    eod_token: Optional[str] = None,
+):
+    """Load a tokenizer as a megatron-core ``MegatronTokenizerBase`` (see the module table).
+
+    Raises ``FileNotFoundError`` for a missing path and ``TokenizerError`` (a ``ValueError``) for an
+    unknown kind, a missing EOD token or a ``null`` tokenizer without ``vocab_size``.
+    """
+    spec = encoder_spec(path, library, vocab_size, eod_token)
+    if spec.library == "tiktoken" and spec.extra.get("layout") == "ranks":
+        return TiktokenBPETokenizer(spec)
+
+    if spec.library == "null":
+        return MegatronTokenizer.from_pretrained(
+            metadata_path={"library": "null"}, vocab_size=spec.vocab_size - 1
+        )
+    if spec.library == "huggingface":
+        d = spec.path if os.path.isdir(spec.path) else os.path.dirname(spec.path)
+        return MegatronTokenizer.from_pretrained(
+            d, metadata_path={"library": "huggingface"}, eos_token=spec.eod_token, use_fast=True
+        )
+    if spec.library == "sentencepiece":
+        return MegatronTokenizer.from_pretrained(spec.path, metadata_path={"library": "sentencepiece"})
+    # tiktoken, tekken JSON layout: megatron's own wrapper
+    return MegatronTokenizer.from_pretrained(
+        spec.path, metadata_path={"library": "tiktoken"}, vocab_size=spec.vocab_size
+    )
