@@ -30,13 +30,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _child(argv):
     """Run a tool (or the import baseline) in this process and print its peak RSS."""
     if argv[0] == "--baseline":
+        # lazy: the imports are the baseline whose peak RSS this child measures
         import torch  # noqa: F401
         import torch.distributed.checkpoint  # noqa: F401
 
         from megatron_octo import config  # noqa: F401
         from megatron_octo.data import gpt_data  # noqa: F401
         from megatron_octo.models import hf_config, hf_io, hf_mapping  # noqa: F401
-        from megatron_octo.training import checkpointing  # noqa: F401
+        from megatron_octo.checkpoint import save_load  # noqa: F401
         rc = 0
     else:
         sys.argv = argv
@@ -61,6 +62,7 @@ def measure(args, label):
 
 def write_random_hf(path, arch):
     """A random HF Llama directory written one tensor at a time."""
+    # lazy: torch loads only after OMP_NUM_THREADS is set for this process
     import torch
 
     from megatron_octo.models.hf_config import hf_config_from_arch
@@ -93,6 +95,7 @@ def main():
     p.add_argument("--keep", action="store_true")
     a = p.parse_args()
 
+    # lazy: torch loads only after OMP_NUM_THREADS is set for this process
     from megatron_octo.models.llama import LlamaArchitecture
 
     arch = LlamaArchitecture(num_layers=a.layers, hidden_size=a.hidden, ffn_hidden_size=a.ffn,

@@ -86,6 +86,7 @@ def reference_token_log_probs(logits, labels, temperature: float = 1.0):
 
 def reference_generate(gen, prompts, sc):
     """Generator.generate as it was: engine batches in prompt order."""
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
     from megatron_octo.generation import to_generation
 
     expanded = [p for p in prompts for _ in range(sc.n)]
@@ -106,6 +107,7 @@ def reference_generate(gen, prompts, sc):
 @contextlib.contextmanager
 def before_code(trainer):
     """Run the trainer with the reference implementations (see the module docstring)."""
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
     from megatron.core.transformer.attention import SelfAttention
 
     import megatron_octo.rl.trainer as rl_trainer
@@ -130,6 +132,7 @@ def before_code(trainer):
 # ----- the measured RL run -------------------------------------------------------------------
 
 def rl_config(ckpt: str, prompts: str, args):
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
     from megatron_octo import config as cfgmod
 
     return cfgmod.load(os.path.join(ROOT, "recipes/tiny/rl_grpo.yaml"), [
@@ -152,6 +155,7 @@ class _Timed:
     rows x positions so far, at every pass)."""
 
     def __init__(self, trainer):
+        # lazy: torch loads only after main() sets OMP_NUM_THREADS
         from megatron_octo.models.cached_rope_attention import CachedRopeSelfAttention
 
         self.trainer = trainer
@@ -249,6 +253,7 @@ def prompt_file(tmp: str, limit: int) -> str:
 
 
 def measure(ckpt: str, prompts: str, args) -> dict:
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
     from megatron_octo.rl.trainer import RLTrainer
 
     cfg = rl_config(ckpt, prompts, args)
@@ -291,6 +296,7 @@ def paper_step_plan(trainer) -> dict:
     """Engine passes of one paper-scale GRPO step (128 MATH8K prompts x 16 samples, engine batches of
     64) in prompt order vs ``plan_batches``, from the prompts' token counts (no model): a static
     batch spanning prompt lengths [a, b] takes about b - a + cap passes."""
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
     from megatron_octo.generation import plan_batches
     from megatron_octo.rl.trainer import prompt_order
 
@@ -307,6 +313,7 @@ def paper_step_plan(trainer) -> dict:
 
 def logprob_kernel(args, vocab: int) -> dict:
     """token_log_probs forward + backward, reference vs current, interleaved, on update-sized logits."""
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
     import torch
 
     from megatron_octo.rl.logprobs import token_log_probs
@@ -332,6 +339,7 @@ def logprob_kernel(args, vocab: int) -> dict:
 
 def grader_rate(args) -> dict:
     """The default reward (math-verify, time-limited workers) on boxed responses: responses/s."""
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
     from megatron_octo.rl.reward import RewardConfig, compute_rewards
 
     n = args.grader_responses
@@ -435,6 +443,7 @@ def main(argv=None) -> int:
     d.update(preset=args.preset, reward=args.reward, prompts=args.prompts, samples=args.samples, response=args.response,
              threads=args.threads, reps=args.reps)
     print_report(d, args)
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
     from megatron_octo.runtime import distributed as rt
 
     rt.shutdown()

@@ -1,13 +1,23 @@
-"""Rollout generation throughput: our path (megatron-core static inference engine on the training
-GPTModel) against Hugging Face ``transformers`` ``generate`` (KV cache on) on the same weights and
-prompts, measured in one run with the same thread count.
+"""Rollout/eval generation throughput at a realistic shape: our path (:class:`megatron_octo.generation.Generator`
+on the training GPTModel) against Hugging Face ``transformers`` ``LlamaForCausalLM.generate`` (KV cache on)
+with the same weights and prompts, interleaved in one process with the same thread count.
 
-    python benchmarks/rollout_throughput.py [--preset cpu-10m] [--prompts 16] [--new-tokens 64] [--json]
+    python benchmarks/rollout_throughput.py [--preset realistic] [--quick] [--json]
 
-Steps: a checkpoint of the preset (random weights, the bundled SentencePiece tokenizer) is written
-with the trainer (train.tokens=0), exported with tools/convert_to_hf.py, then both sides generate
-``--new-tokens`` tokens for every prompt (sampling at temperature 1, no early stop: EOD is not
-special for either side's count; tokens/s counts generated tokens).
+Preset ``realistic`` (the default): a Llama of SmolLM2-135M's shape — 30 layers, hidden 576, 9 heads /
+3 KV heads (head dim 64), MLP 1536, vocabulary 49,152, tied embeddings, RoPE theta 1e5 — with random
+weights (speed does not depend on them), fp32. Prompts: GSM8K 8-shot (the eval's ``gsm8k_8shot``
+protocol on the shipped test set, the bundled SentencePiece tokenizer: 777-875 tokens for the first 16
+questions), batch 16. Generated ids beyond the tokenizer's 8K vocabulary are dropped from the *text*
+only. Neither side stops early (EOD ignored, no stop strings): both generate exactly N tokens.
+
+Cases, each timed for ours and then transformers, back to back:
+  prefill   1 new token:  prompt tokens/s (the pass over the prompts; one sampled token)
+  sampled   N new tokens at temperature 1;  decode tokens/s = B * (N - 1) / (t(N) - t(1))
+  greedy    N new tokens, greedy (eval)
+  long      L new tokens at temperature 1 (long responses)
+and the end-to-end generated tokens/s of each. ``--quick``: 8 prompts x 32 / 128 new tokens (same
+model and prompt shape). The logits of both models on one prompt are compared first (same weights).
 """
 
 from __future__ import annotations
@@ -15,103 +25,222 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+PRESETS = {
+    "realistic": ["model.preset=cpu-10m", "model.num_layers=30", "model.hidden_size=576",
+                  "model.ffn_hidden_size=1536", "model.num_attention_heads=9", "model.num_query_groups=3",
+                  "model.vocab_size=49152", "model.rotary_base=100000", "model.rope_scaling_factor=0.0",
+                  "model.tie_embeddings=true"],
+    "cpu-10m": ["model.preset=cpu-10m"],
+}
 
-def _run(cmd, env):
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    if res.returncode != 0:
-        sys.stderr.write(res.stdout[-2000:] + res.stderr[-4000:])
-        raise SystemExit(f"failed: {' '.join(cmd)}")
+
+class TextTokenizer:
+    """The bundled tokenizer for a model whose vocabulary is larger: ids it does not know are left out
+    of the text (random weights sample them)."""
+
+    def __init__(self, tok):
+        self._tok = tok
+        self.eod = tok.eod
+        self.vocab_size = tok.vocab_size
+
+    def tokenize(self, text):
+        return self._tok.tokenize(text)
+
+    def detokenize(self, ids):
+        return self._tok.detokenize([int(i) for i in ids if int(i) < self.vocab_size])
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
 
 
-def ours(ckpt: str, prompts: list[str], new_tokens: int, batch: int) -> tuple[float, int]:
-    from megatron_octo.generation import Generator, SamplingConfig
-    from megatron_octo.models.from_checkpoint import load_for_inference
+def build(preset: str, seed: int):
+    # lazy: torch and megatron-core load after main() sets OMP_NUM_THREADS
+    import torch
+
+    from megatron_octo import config as cfgmod
+    from megatron_octo.models import llama
     from megatron_octo.runtime import distributed as rt
 
-    lm = load_for_inference(ckpt)
-    prompt_len = max(len(lm.tokenizer.tokenize(p)) for p in prompts)
-    gen = Generator(lm.model, lm.tokenizer, max_sequence_length=prompt_len + new_tokens + 8, max_batch_size=batch)
-    sc = SamplingConfig(max_new_tokens=new_tokens, temperature=1.0)
-    gen.generate(prompts[:2], SamplingConfig(max_new_tokens=4, temperature=1.0))  # warm-up
-    t = time.perf_counter()
-    out = gen.generate(prompts, sc)
-    dt = time.perf_counter() - t
-    n = sum(len(g.tokens) + (1 if g.finish_reason == "eod" else 0) for per in out for g in per)
-    rt.shutdown()
-    return n / dt, n
+    cfg = cfgmod.load(None, ["train.tokens=0", "tokenizer.library=sentencepiece",
+                             "tokenizer.path=data/tokenizer/octo_sp8k.model", "parallel.tp=1", *PRESETS[preset]])
+    rt.initialize(1, 1, seed=seed)
+    tok = llama.load_tokenizer(cfg)
+    arch = llama.run_architecture(cfg, tok)
+    torch.manual_seed(seed)
+    model = llama.build_gpt_model(cfg, arch, pre_process=True, post_process=True).eval()
+    return model, arch, TextTokenizer(tok)
 
 
-def hf(hf_dir: str, prompts: list[str], new_tokens: int, batch: int) -> tuple[float, int]:
+def to_hf(model, arch):
+    """transformers' LlamaForCausalLM with the megatron model's weights (the export's mapping)."""
+    # lazy: torch and megatron-core load after main() sets OMP_NUM_THREADS
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(hf_dir)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
-    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=0,
-                  use_cache=True, pad_token_id=tok.pad_token_id)
-    with torch.no_grad():
-        enc = tok(prompts[:2], return_tensors="pt", padding=True)
-        model.generate(**enc, **dict(kwargs, max_new_tokens=4, min_new_tokens=4))  # warm-up
-        t = time.perf_counter()
+    from megatron_octo.models import hf_mapping as hm
+    from megatron_octo.models.hf_config import hf_config_from_arch
+
+    cfg = hf_config_from_arch(arch)
+    hf = LlamaForCausalLM(LlamaConfig(**cfg)).to(torch.float32).eval()
+    state = {}
+    for name, p in model.named_parameters():
+        src = hm.param_source(name, arch.tie_embeddings)
+        names = hm.hf_names_for_layer(src, src.local_layer)
+        item = hm.ExportItem(name, src.local_layer, src.kind, tuple((n, ()) for n in names))
+        for n, t in zip(names, hm.hf_tensors_from_megatron(item, p.detach(), arch)):
+            state[n] = t.clone()
+    missing, unexpected = hf.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not (arch.tie_embeddings and m == "lm_head.weight")]
+    if missing or unexpected:
+        raise SystemExit(f"HF weights: missing {missing}, unexpected {unexpected}")
+    if arch.tie_embeddings:
+        hf.tie_weights()
+    return hf
+
+
+def prompts_gsm8k(n: int) -> list[str]:
+    # lazy: torch and megatron-core load after main() sets OMP_NUM_THREADS
+    from megatron_octo.eval.benchmarks import load_benchmark
+    from megatron_octo.eval.prompts import build_prompt
+
+    return [build_prompt("gsm8k_8shot", ex.question) for ex in load_benchmark("gsm8k", limit=n)]
+
+
+class Ours:
+    def __init__(self, model, tok, max_len: int, batch: int):
+        # lazy: torch and megatron-core load after main() sets OMP_NUM_THREADS
+        from megatron_octo.generation import Generator, SamplingConfig
+
+        self.SamplingConfig = SamplingConfig
+        self.gen = Generator(model, tok, max_sequence_length=max_len, max_batch_size=batch)
+
+    def run(self, prompts, new_tokens: int, greedy: bool) -> tuple[float, float, int]:
+        kw = {"ignore_eod": True} if "ignore_eod" in self.SamplingConfig.__dataclass_fields__ else {}
+        sc = self.SamplingConfig(max_new_tokens=new_tokens, temperature=0.0 if greedy else 1.0, **kw)
+        t, c = time.perf_counter(), time.process_time()
+        out = self.gen.generate(prompts, sc)
+        return (time.perf_counter() - t, time.process_time() - c,
+                sum(len(g.tokens) + (g.finish_reason == "eod") for per in out for g in per))
+
+
+class HF:
+    def __init__(self, hf, tok, batch: int):
+        self.hf, self.tok, self.batch = hf, tok, batch
+
+    def run(self, prompts, new_tokens: int, greedy: bool) -> tuple[float, float, int]:
+        import torch
+
+        ids = [self.tok.tokenize(p) for p in prompts]
+        pad = self.tok.eod
+        kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=True, pad_token_id=pad,
+                  eos_token_id=None)
+        kw.update(dict(do_sample=False) if greedy else dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0))
+        t, c = time.perf_counter(), time.process_time()
         n = 0
-        for i in range(0, len(prompts), batch):
-            enc = tok(prompts[i:i + batch], return_tensors="pt", padding=True)
-            out = model.generate(**enc, **kwargs)
-            n += (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
-        dt = time.perf_counter() - t
-    return n / dt, n
+        with torch.no_grad():
+            for i in range(0, len(ids), self.batch):
+                chunk = ids[i:i + self.batch]
+                width = max(map(len, chunk))
+                input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in chunk])
+                mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in chunk])
+                out = self.hf.generate(input_ids=input_ids, attention_mask=mask, **kw)
+                n += (out.shape[1] - width) * out.shape[0]
+        return time.perf_counter() - t, time.process_time() - c, n
+
+
+def check_same_weights(model, hf, tok, prompt: str) -> float:
+    import torch
+
+    ids = torch.tensor([tok.tokenize(prompt)[:64]])
+    pos = torch.arange(ids.shape[1]).unsqueeze(0)
+    with torch.no_grad():
+        a = model(ids, pos, None)[0]
+        b = hf(input_ids=ids).logits[0]
+    return (a[..., :b.shape[-1]] - b).abs().max().item()
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="cpu-10m")
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--preset", default="realistic", choices=sorted(PRESETS))
+    p.add_argument("--prompts", type=int, default=None, help="default 16 (8 with --quick)")
+    p.add_argument("--batch", type=int, default=None, help="default: --prompts")
+    p.add_argument("--new-tokens", type=int, default=None, help="sampled and greedy cases (default 128, quick 32)")
+    p.add_argument("--long-tokens", type=int, default=None, help="long case (default 1024, quick 128; 0 = skip)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--quick", action="store_true", help="fewer prompts and tokens, same model and prompt shape")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    n_prompts = args.prompts or (8 if args.quick else 16)
+    batch = args.batch or n_prompts
+    new = args.new_tokens or (32 if args.quick else 128)
+    long_new = args.long_tokens if args.long_tokens is not None else (128 if args.quick else 1024)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.filterwarnings("ignore")
     import torch
 
     torch.set_num_threads(args.threads)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=ROOT)
-    questions = ["What is the sum of the first ten positive integers?", "Simplify (x^2 - 1)/(x - 1).",
-                 "How many primes are less than 30?", "Solve 3x + 5 = 20 for x."]
-    from megatron_octo.eval.prompts import rl_prompt
+    model, arch, tok = build(args.preset, args.seed)
+    hf_model = to_hf(model, arch)
+    prompts = prompts_gsm8k(n_prompts)
+    lengths = [len(tok.tokenize(x)) for x in prompts]
+    max_diff = check_same_weights(model, hf_model, tok, prompts[0])
+    ours = Ours(model, tok, max(lengths) + max(new, long_new) + 8, batch)
+    theirs = HF(hf_model, tok, batch)
+    for side in (ours, theirs):  # warm-up
+        side.run(prompts[:2], 2, False)
 
-    prompts = [rl_prompt(questions[i % len(questions)]) for i in range(args.prompts)]
-    with tempfile.TemporaryDirectory() as tmp:
-        _run([sys.executable, "-m", "megatron_octo.train", "--config", "recipes/tiny/stable.yaml",
-              f"model.preset={args.preset}", "data.mock=true", "data.mixture=null", "train.tokens=0",
-              f"checkpoint.save={tmp}/ckpt", f"data.cache_dir={tmp}/cache"], env)
-        _run([sys.executable, "tools/convert_to_hf.py", f"{tmp}/ckpt", "--out", f"{tmp}/hf"], env)
-        ours_tps, ours_n = ours(f"{tmp}/ckpt", prompts, args.new_tokens, args.batch)
-        hf_tps, hf_n = hf(f"{tmp}/hf", prompts, args.new_tokens, args.batch)
-    result = {"preset": args.preset, "prompts": args.prompts, "new_tokens": args.new_tokens, "threads": args.threads,
-              "ours_tokens_per_s": round(ours_tps, 1), "hf_generate_tokens_per_s": round(hf_tps, 1),
-              "ratio": round(ours_tps / hf_tps, 3), "ours_tokens": ours_n, "hf_tokens": hf_n}
+    cases = [("prefill", 1, False), ("sampled", new, False), ("greedy", new, True)]
+    if long_new:
+        cases.append(("long", long_new, False))
+    res: dict = {}
+    for name, n, greedy in cases:
+        for label, side in (("ours", ours), ("hf", theirs)):
+            dt, cpu, toks = side.run(prompts, n, greedy)
+            res[f"{name}_{label}"] = {"s": round(dt, 3), "cpu_s": round(cpu, 3), "tokens": toks}
+            print(f"[rollout_throughput] {name:8s} {label:4s} {n:5d} new tokens: {dt:8.2f} s wall, {cpu:8.2f} CPU-s, "
+                  f"{toks} tokens", file=sys.stderr, flush=True)
+    prompt_tokens = sum(lengths)
+    summary: dict = {}
+    # Rates per wall second and per CPU second of the process (on a loaded machine the latter is the
+    # steadier measure of the work each side does).
+    for label in ("ours", "hf"):
+        s = {}
+        for clock, suffix in (("s", ""), ("cpu_s", "_per_cpu")):
+            t1 = res[f"prefill_{label}"][clock]
+            s[f"prefill_tokens_per_s{suffix}"] = prompt_tokens / t1
+            for name, n, _ in cases[1:]:
+                r = res[f"{name}_{label}"]
+                # None when the machine's load changed so much that t(N) <= t(1) (wall clock).
+                s[f"{name}_decode_tokens_per_s{suffix}"] = (n_prompts * (n - 1) / (r[clock] - t1)
+                                                            if r[clock] > t1 else None)
+                s[f"{name}_tokens_per_s{suffix}"] = r["tokens"] / r[clock]
+        summary[label] = {k: None if v is None else round(v, 1) for k, v in s.items()}
+    ratios = {k: None if summary["ours"][k] is None or summary["hf"][k] is None
+              else round(summary["ours"][k] / summary["hf"][k], 3) for k in summary["ours"]}
+    result = {"preset": args.preset, "prompts": n_prompts, "batch": batch, "new_tokens": new,
+              "long_tokens": long_new, "threads": args.threads, "prompt_tokens": [min(lengths), max(lengths)],
+              "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+              "max_logit_diff": max_diff, "ours": summary["ours"], "hf": summary["hf"], "ratio": ratios,
+              "times": res}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"rollout_throughput: {args.preset}, {args.prompts} prompts x {args.new_tokens} new tokens, "
-              f"{args.threads} threads")
-        print(f"  megatron static engine (ours)   {result['ours_tokens_per_s']} tokens/s")
-        print(f"  transformers generate (KV cache) {result['hf_generate_tokens_per_s']} tokens/s")
-        print(f"  ours / transformers              {result['ratio']}   (aim: >= 2)")
+        print(f"rollout_throughput: {args.preset} ({result['params_M']}M params), {n_prompts} GSM8K 8-shot prompts "
+              f"({min(lengths)}-{max(lengths)} tokens), batch {batch}, {args.threads} threads; "
+              f"max |logit diff| ours vs HF {max_diff:.1e}")
+        print(f"  {'figure':42s} {'ours':>10s} {'transformers':>13s} {'ratio':>7s}")
+        show = lambda v, w, f: f"{'n/a':>{w}s}" if v is None else f"{v:{w}.{f}f}"  # noqa: E731
+        for k in summary["ours"]:
+            print(f"  {k:42s} {show(summary['ours'][k], 10, 1)} {show(summary['hf'][k], 13, 1)} {show(ratios[k], 7, 2)}")
+        print("  (aim: ratio >= 2)")
     return 0
 
 

@@ -141,19 +141,31 @@ def _convert_parse(stdout: str, tmp: str) -> tuple[list[Row], dict]:
 
 
 def _rollout_cmd(quick: bool, tmp: str) -> list[str]:
-    return ["--json"] + (["--prompts", "8", "--new-tokens", "32", "--batch", "8"] if quick else [])
+    return ["--json"] + (["--quick"] if quick else [])
 
 
 def _rollout_parse(stdout: str, tmp: str) -> tuple[list[Row], dict]:
     d = _last_json(stdout)
-    setup = f"{d['preset']}, {d['prompts']} prompts x {d['new_tokens']} new tokens, {d['threads']} threads"
-    return [
-        Row("rollout", "megatron inference engine tokens/s", f"{d['ours_tokens_per_s']:,.0f}", setup),
-        Row("rollout", "transformers generate tokens/s", f"{d['hf_generate_tokens_per_s']:,.0f}",
-            "same weights and prompts, KV cache on"),
-        Row("rollout", "ratio ours / transformers", f"{d['ratio']:.2f}",
-            f"{d['ours_tokens']:,} vs {d['hf_tokens']:,} tokens generated"),
-    ], d
+    o, h, r = d["ours"], d["hf"], d["ratio"]
+    num = lambda v, f=",.0f": "n/a" if v is None else format(v, f)  # noqa: E731 (None: load changed mid-run)
+    setup = (f"{d['preset']} ({d['params_M']}M), {d['prompts']} GSM8K 8-shot prompts ({d['prompt_tokens'][0]}-"
+             f"{d['prompt_tokens'][1]} tokens), batch {d['batch']}, {d['threads']} threads")
+    rows = [Row("rollout", "prefill prompt tok/s, ours / transformers",
+                f"{o['prefill_tokens_per_s']:,.0f} / {h['prefill_tokens_per_s']:,.0f}",
+                f"ratio {num(r['prefill_tokens_per_s'], '.2f')} (per CPU-s "
+                f"{num(r['prefill_tokens_per_s_per_cpu'], '.2f')}); {setup}")]
+    cases = [("sampled", d["new_tokens"]), ("greedy", d["new_tokens"])]
+    if d.get("long_tokens"):
+        cases.append(("long", d["long_tokens"]))
+    for name, n in cases:
+        k = f"{name}_decode_tokens_per_s"
+        rows.append(Row("rollout", f"{name} x {n}: decode tok/s, ours / transformers",
+                        f"{num(o[k])} / {num(h[k])}",
+                        f"ratio {num(r[k], '.2f')} (per CPU-s {num(r[k + '_per_cpu'], '.2f')})"))
+        k = f"{name}_tokens_per_s"
+        rows.append(Row("rollout", f"{name} x {n}: generated tok/s end to end", f"{o[k]:,.1f} / {h[k]:,.1f}",
+                        f"ratio {r[k]:.2f} (per CPU-s {r[k + '_per_cpu']:.2f})"))
+    return rows, d
 
 
 def _rl_step_cmd(quick: bool, tmp: str) -> list[str]:

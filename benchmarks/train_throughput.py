@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
     from megatron_octo import config as cfgmod
     from megatron_octo.models import llama
     from megatron_octo.runtime import distributed as rt

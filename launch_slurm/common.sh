@@ -27,6 +27,11 @@
 #   OCTO_TASK_EXIT_WAIT seconds the other tasks get once one has exited (default 120)
 #   OCTO_RDZV_PORT      c10d rendezvous port (default 29400 + job id % 1000 * 10 + restart % 10)
 #   OCTO_PYTHON         interpreter (default $OCTO_ROOT/.venv/bin/python, else python3)
+#   OCTO_CONTAINER      run the workers in this container image (pyxis/enroot: srun --container-image);
+#                       build it from docker/Dockerfile. The checkout and OCTO_OUTPUT are mounted at the same
+#                       paths; the preflight still runs on the host with OCTO_PYTHON (no GPU packages needed)
+#   OCTO_CONTAINER_MOUNTS extra pyxis mounts "src:dst[,src2:dst2]" (data, tokenizers, checkpoints elsewhere)
+#   OCTO_CONTAINER_PYTHON interpreter inside the container (default python)
 #   OCTO_DRY_RUN=1      print what would be submitted / started and exit 0
 #
 # Exit codes: 0 done; 2 bad input (nothing submitted or started); 75 saved after SIGUSR1/SIGTERM
@@ -157,6 +162,15 @@ octo_submit() {
   sbatch "${opts[@]}" "$OCTO_SCRIPT" "${OCTO_CLI_ARGS[@]}"
 }
 
+# pyxis options for OCTO_CONTAINER: the checkout and the output root at the same paths inside (the stop
+# file, logs and checkpoints live under OCTO_OUTPUT), plus OCTO_CONTAINER_MOUNTS.
+octo_container_flags() {
+  local mounts="$OCTO_ROOT:$OCTO_ROOT"
+  case "$OCTO_OUTPUT/" in "$OCTO_ROOT"/*) ;; *) mounts+=",$OCTO_OUTPUT:$OCTO_OUTPUT" ;; esac
+  [ -n "${OCTO_CONTAINER_MOUNTS:-}" ] && mounts+=",$OCTO_CONTAINER_MOUNTS"
+  OCTO_CONTAINER_FLAGS=(--container-image="$OCTO_CONTAINER" --container-mounts="$mounts" --container-workdir="$OCTO_ROOT")
+}
+
 octo_on_usr1() {
   [ "$OCTO_SIGNALLED" = USR1 ] && return 0
   OCTO_SIGNALLED=USR1
@@ -193,9 +207,13 @@ octo_run_in_job() {
   rm -f "$OCTO_STOP_FILE"
   # --wait: once one task has exited the others get OCTO_TASK_EXIT_WAIT s (they have all saved by then
   # after a signal; after a crash elsewhere they are stopped instead of hanging in a collective).
+  local python=$OCTO_PYTHON container=()
+  if [ -n "${OCTO_CONTAINER:-}" ]; then
+    octo_container_flags; container=("${OCTO_CONTAINER_FLAGS[@]}"); python=${OCTO_CONTAINER_PYTHON:-python}
+  fi
   local cmd=(srun --kill-on-bad-exit=0 --wait="${OCTO_TASK_EXIT_WAIT:-120}" --ntasks="$ntasks" --chdir="$OCTO_ROOT"
-             --output="$log_dir/restart${restart}_task%t.log"
-             "$OCTO_PYTHON" "$OCTO_ROOT/launch_slurm/node_launch.py"
+             --output="$log_dir/restart${restart}_task%t.log" "${container[@]}"
+             "$python" "$OCTO_ROOT/launch_slurm/node_launch.py"
              --nnodes="$ntasks" --nproc-per-node="$nproc" --max-restarts=0
              --rdzv-backend=c10d --rdzv-endpoint="$head:$port" --rdzv-id="$SLURM_JOB_ID-r$restart"
              "${OCTO_PROGRAM[@]}")

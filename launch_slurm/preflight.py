@@ -44,7 +44,7 @@ def _have_gpu(choice: str) -> tuple[bool, bool]:
 def check_train(args, overrides) -> int:
     from megatron_octo import config as cfgmod
     from megatron_octo.training import checks
-    from megatron_octo.training.checkpointing import CheckpointError, latest_checkpoint, resolve_checkpoint
+    from megatron_octo.checkpoint.save_load import CheckpointError, latest_checkpoint, resolve_checkpoint
 
     try:
         cfg = cfgmod.load(args.config, overrides)
@@ -77,7 +77,7 @@ def check_train(args, overrides) -> int:
 
 def check_eval(args) -> int:
     from megatron_octo.eval.benchmarks import BenchmarkError, load_benchmark
-    from megatron_octo.training.checkpointing import CheckpointError, resolve_checkpoint
+    from megatron_octo.checkpoint.save_load import CheckpointError, resolve_checkpoint
 
     if not os.path.isdir(args.checkpoint):
         return _fail(f"--checkpoint: checkpoint directory not found: {args.checkpoint}")
@@ -102,7 +102,7 @@ def check_rl(args, overrides) -> int:
     from megatron_octo import config as cfgmod
     from megatron_octo.rl.checks import validate_rl
     from megatron_octo.rl.length_schedule import parse_stairs
-    from megatron_octo.training.checkpointing import CheckpointError, latest_checkpoint, resolve_checkpoint
+    from megatron_octo.checkpoint.save_load import CheckpointError, latest_checkpoint, resolve_checkpoint
 
     try:
         cfg = cfgmod.load(args.config, overrides)

@@ -195,6 +195,9 @@ class RLConfig:
     mini_batch_prompts: int = 64  # PPO mini-batch, in prompts (verl's ppo_mini_batch_size)
     ppo_epochs: int = 1
     micro_batch_size: int = 4  # sequences per forward/backward micro-batch
+    # > 0: the update's micro-batches by token budget instead (length-sorted rows, each micro-batch
+    # padded to its own longest, rows x longest <= this; verl's use_dynamic_bsz); 0 = micro_batch_size rows
+    micro_batch_tokens: int = 0
     rollout_batch_size: int = 64  # sequences per inference-engine batch (dynamic engine: in flight at once)
     # Which megatron-core inference engine generates the rollouts (and rl.val_* generations), on the
     # actor itself: static (runs everywhere, the CPU included) or dynamic (paged KV cache, in-flight
@@ -215,6 +218,28 @@ class RLConfig:
     entropy_coef: float = 0.0
     normalize_std: bool = True  # GRPO: divide by the group's std
     remove_uniform_groups: bool = False  # drop groups whose samples all got the same reward
+    # DAPO's dynamic sampling: groups whose samples all scored the same are removed from the batch and
+    # more prompts are drawn (up to max_sampling_rounds rounds of prompts_per_step) until the batch
+    # holds prompts_per_step groups with varied scores; a batch still short is padded with removed
+    # groups masked out of the loss. GRPO only.
+    dynamic_sampling: bool = False
+    max_sampling_rounds: int = 10  # verl's algorithm.filter_groups.max_num_gen_batches in DAPO's recipe
+    # DAPO's soft overlong punishment: a response within overlong_buffer tokens of the step's cap
+    # gets a penalty rising linearly to -overlong_penalty at the cap (0 = off).
+    overlong_buffer: int = 0
+    overlong_penalty: float = 1.0
+    overlong_filter: bool = False  # truncated responses (finish_reason length) are masked out of the loss
+    # verl's loss_agg_mode: token-mean | seq-mean-token-sum | seq-mean-token-mean | seq-mean-token-sum-norm
+    loss_agg_mode: str = "token-mean"
+    loss_scale_factor: int = 0  # seq-mean-token-sum-norm's constant divisor; 0 = the largest response cap
+    # ppo: token-level ratio and clip; gspo: sequence-level ratio exp(mean token log-ratio), clipped
+    # (GSPO, arXiv 2507.18071; needs loss_agg_mode=seq-mean-token-mean, as verl).
+    policy_loss: str = "ppo"  # ppo | gspo
+    # Rollout correction between the rollout engine's log-probs and the trainer's (old) log-probs:
+    # tis = truncated importance weight min(ratio, threshold); mis = masked (tokens over threshold
+    # dropped). training/rollout_logprob_diff is logged whatever the setting.
+    rollout_is: str = "none"  # none | tis | mis
+    rollout_is_threshold: float = 2.0
     reward_variant: str = "default"  # default | v2.wformat | v3.repeatpenalty | v4.repeatpenalty
     grade_timeout: float = 5.0
     # A custom reward instead of the math grader: "package.module:function" (or "path/file.py:function")
@@ -258,6 +283,7 @@ class Config:
 
 
 SCHEDULE_ON_RESUME = ("refuse", "config", "checkpoint")
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 
 def _omegaconf_error(exc: OmegaConfBaseException, where: str) -> ConfigError:
@@ -510,6 +536,28 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool, have_fla
         fail("rl.top_p", f"must be in (0, 1], got {r.top_p}")
     if r.clip_low < 0 or r.clip_high < 0:
         fail("rl.clip_low" if r.clip_low < 0 else "rl.clip_high", "must be >= 0")
+    one_of("rl.loss_agg_mode", r.loss_agg_mode, LOSS_AGG_MODES)
+    one_of("rl.policy_loss", r.policy_loss, ("ppo", "gspo"))
+    one_of("rl.rollout_is", r.rollout_is, ("none", "tis", "mis"))
+    if r.policy_loss == "gspo" and r.loss_agg_mode != "seq-mean-token-mean":
+        fail("rl.loss_agg_mode", f"rl.policy_loss=gspo aggregates per sequence: set rl.loss_agg_mode="
+             f"seq-mean-token-mean (got {r.loss_agg_mode})")
+    if r.loss_scale_factor < 0:
+        fail("rl.loss_scale_factor", f"must be >= 0 (0 = the largest response cap), got {r.loss_scale_factor}")
+    if not (r.rollout_is_threshold > 1):
+        fail("rl.rollout_is_threshold", f"must be > 1, got {r.rollout_is_threshold}")
+    if r.overlong_buffer < 0:
+        fail("rl.overlong_buffer", f"must be >= 0 (0 = no overlong penalty), got {r.overlong_buffer}")
+    if r.overlong_penalty < 0:
+        fail("rl.overlong_penalty", f"must be >= 0 (the penalty's size at the cap), got {r.overlong_penalty}")
+    if r.micro_batch_tokens < 0:
+        fail("rl.micro_batch_tokens", f"must be >= 0 (0 = rl.micro_batch_size rows), got {r.micro_batch_tokens}")
+    if r.max_sampling_rounds < 1:
+        fail("rl.max_sampling_rounds", f"must be >= 1, got {r.max_sampling_rounds}")
+    if r.dynamic_sampling and r.algorithm != "grpo":
+        fail("rl.dynamic_sampling", "filters groups of equal scores: GRPO only (rl.algorithm=grpo)")
+    if r.dynamic_sampling and r.remove_uniform_groups:
+        fail("rl.remove_uniform_groups", "rl.dynamic_sampling removes uniform groups itself: set one of them")
     if not os.path.isfile(r.prompts):
         fail("rl.prompts", f"prompt file not found: {r.prompts}")
     if r.algorithm == "ppo":

@@ -5,16 +5,17 @@ resharding — so evaluation and RL rollouts run at the model's TP/PP and see th
 Two engines, one interface (``generate(prompts, SamplingConfig) -> [[Generation] * n]``,
 ``reseed(seed)``), chosen by :func:`megatron_octo.generators.make_generator`:
 
-- :class:`Generator`: megatron's static engine (``legacy=True``), batches of similar prompt
-  length (:func:`plan_batches`). Runs everywhere, the CPU included (as measured in ../shared/notes).
+- :class:`Generator`: megatron's static-batch KV cache and forward step, every prompt prefilled in one
+  pass, finished sequences leaving the batch (megatron's static engine, ``legacy=True``, with
+  pipeline stages or Transformer Engine attention). Runs everywhere, the CPU included.
 - :class:`megatron_octo.generation_dynamic.DynamicGenerator`: megatron's dynamic engine — paged KV
   cache, in-flight batching (a finished sequence's slot is refilled at once), CUDA graphs captured
   once. Needs a CUDA GPU and flash-attn (its attention runs in flash-attn's paged-KV kernels); what
   fails without them is written down in that module.
 
 Both translate the engine's results the same way (:func:`to_generation`): the response is cut at
-EOD, then at the first stop string (``finish_reason="stop"``; the static engine stops only at EOD,
-so the cut is made after generation), with the tokens and per-token log-probs cut to match;
+EOD, then at the first stop string (``finish_reason="stop"``; generation also ends there, except in
+megatron's static engine, which stops only at EOD), with the tokens and per-token log-probs cut to match;
 ``"length"`` when the token budget ran out.
 """
 
@@ -36,6 +37,7 @@ class SamplingConfig:
     n: int = 1  # samples per prompt
     stop: List[str] = field(default_factory=list)
     return_log_probs: bool = False
+    ignore_eod: bool = False  # generate past EOD (benchmarks: a fixed number of tokens)
 
 
 @dataclass
@@ -136,7 +138,7 @@ def to_generation(tokenizer, req, sc: SamplingConfig, budget: int, early_stop: s
     tokens = [int(t) for t in _as_list(req.generated_tokens)]
     eod = tokenizer.eod
     reason = "length"
-    if eod in tokens:
+    if eod in tokens and not sc.ignore_eod:
         tokens = tokens[:tokens.index(eod)]
         reason = "eod"
     logp = None
@@ -151,6 +153,65 @@ def to_generation(tokenizer, req, sc: SamplingConfig, budget: int, early_stop: s
         reason = early_stop
     return Generation(prompt=req.prompt, prompt_tokens=[int(t) for t in _as_list(req.prompt_tokens)], text=text,
                       tokens=tokens, log_probs=logp, finish_reason=reason)
+
+
+@dataclass
+class EngineResult:
+    """A finished sequence of :class:`Generator`'s own loop, in the engines' request fields."""
+    prompt: str
+    prompt_tokens: List[int]
+    generated_tokens: List[int]
+    generated_log_probs: Optional[List[float]]
+
+
+def sample_tokens(logits: torch.Tensor, sc: SamplingConfig, rng: torch.Generator, vocab_size: int) -> torch.Tensor:
+    """One token per row of ``logits`` ``[rows, vocab]`` from the distribution megatron's static engine
+    samples (``TextGenerationController``): greedy argmax; else temperature, then top-k (``sc.top_k`` > 0)
+    or top-p (``sc.top_p`` < 1, megatron's filter: the token crossing ``top_p`` stays), softmax. The draw
+    inverts the cumulative distribution at one uniform per row from ``rng`` (``torch.multinomial``, as
+    megatron draws, takes one exponential variate per vocabulary entry: 20x the time at 49K entries)."""
+    if sc.temperature == 0 or sc.top_k == 1:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / sc.temperature  # a new fp32 tensor (filtered in place; a bf16 cumsum would drift)
+    if sc.top_k > 1:
+        logits.masked_fill_(logits < torch.topk(logits, sc.top_k)[0][..., -1, None], float("-inf"))
+    elif sc.top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, descending=True)
+        drop = sorted_logits.softmax(dim=-1).cumsum(dim=-1) > sc.top_p
+        drop[:, 1:] = drop[:, :-1].clone()
+        drop[..., 0] = False
+        logits.masked_fill_(drop.scatter(1, sorted_idx, drop), float("-inf"))
+    cdf = logits.softmax(dim=-1).cumsum_(dim=-1)
+    u = torch.rand(cdf.shape[0], 1, generator=rng, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    # right=True: the first entry whose cumulative mass exceeds u, so never a zero-probability one.
+    tokens = torch.searchsorted(cdf, u, right=True).view(-1)
+    return tokens.clamp_(min=0, max=min(vocab_size, cdf.shape[1]) - 1)
+
+
+def compact_kv_cache(context, rows: torch.Tensor) -> None:
+    """Keep only ``rows`` of a static inference context's KV cache, moved to the first rows (the batch
+    shrinks: later passes feed ``len(rows)`` sequences)."""
+    end, n = context.sequence_len_offset, len(rows)
+    for key, value in context.key_value_memory_dict.values():
+        key[:end, :n] = key[:end, rows]
+        value[:end, :n] = value[:end, rows]
+
+
+def own_loop_supported(model) -> bool:
+    """Whether :class:`Generator` drives the KV cache itself: one pipeline stage, and every attention
+    layer our cached-RoPE attention (per-sequence positions) over SDPA core attention (attention mask)."""
+    # lazy: megatron-core (these modules import it) loads only when a generator is built
+    from megatron.core import parallel_state
+    from megatron.core.transformer.attention import SelfAttention
+
+    from megatron_octo.models.cached_rope_attention import CachedRopeSelfAttention
+    from megatron_octo.models.sdpa_attention import SDPAttention
+
+    if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        return False
+    attn = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    return bool(attn) and all(isinstance(m, CachedRopeSelfAttention) and isinstance(m.core_attention, SDPAttention)
+                              for m in attn)
 
 
 class EngineOnModel:
@@ -199,7 +260,27 @@ class EngineOnModel:
 
 
 class Generator(EngineOnModel):
-    """Batched generation from one GPTModel (any TP/PP) with megatron's static inference engine."""
+    """Batched generation from one GPTModel (any TP/PP) through megatron's static-batch inference path.
+
+    With one pipeline stage and the local layer spec (SDPA core attention and cached-RoPE attention:
+    the CPU path) :meth:`generate` drives megatron's ``StaticInferenceContext`` KV cache and its
+    inference wrapper's forward step itself, instead of the static engine's loop (which prefills a
+    batch only up to its shortest prompt, then feeds the longer prompts one position per pass, and
+    decodes every sequence to the longest response):
+
+    - every prompt is prefilled in one pass: left padding, an attention mask hiding the pad keys, and
+      per-sequence RoPE positions (:mod:`megatron_octo.models.cached_rope_attention`), so a sequence's
+      numbers are those of its unpadded forward;
+    - then at most ``max_new_tokens`` decode passes of one position each, logits of the last position
+      only; sampling as megatron's (temperature, top-k or top-p, the controller's ``sampling_rng``, the
+      same on every TP rank) and log-probs of the raw logits;
+    - a sequence ends at EOD or a stop string (checked on the tail of its text after every token) and
+      leaves the batch: its KV-cache rows are compacted away, so later passes cost the rows still
+      running. ``stats`` counts the forward passes and the batch rows x positions fed.
+
+    Otherwise (pipeline stages, Transformer Engine attention) megatron's static engine runs as before,
+    in batches of similar prompt length (:func:`plan_batches`).
+    """
 
     def __init__(self, model, tokenizer, *, max_sequence_length: int, max_batch_size: int = 32, seed: int = 1234):
         from megatron.core.inference.contexts import StaticInferenceContext
@@ -210,13 +291,107 @@ class Generator(EngineOnModel):
         self.engine = StaticInferenceEngine(text_generation_controller=controller, max_batch_size=max_batch_size,
                                             random_seed=seed, legacy=True)
         self.reseed(seed)
+        self.stats = {"passes": 0, "positions": 0}  # forward passes, batch rows x positions fed (counted)
+        self.own_loop = own_loop_supported(model)
 
     def _sampling_params(self, sc: SamplingConfig, prompt_len: int):
-        return megatron_sampling_params(sc, token_budget(sc, prompt_len, self.max_sequence_length))
+        params = megatron_sampling_params(sc, token_budget(sc, prompt_len, self.max_sequence_length))
+        if sc.ignore_eod:
+            params.no_early_termination = True  # read with getattr by megatron's static loop
+        return params
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], sc: SamplingConfig) -> List[List[Generation]]:
         """``sc.n`` generations per prompt, in prompt order."""
+        if not self.own_loop:
+            return self._generate_with_engine(prompts, sc)
+        with self._eval_mode(), torch.inference_mode():
+            expanded = [p for p in prompts for _ in range(sc.n)]
+            ids = [self.tokenizer.tokenize(p) for p in prompts]
+            ids = [x for x in ids for _ in range(sc.n)]
+            budget = token_budget(sc, max((len(x) for x in ids), default=0), self.max_sequence_length)
+            out: List[Optional[Generation]] = [None] * len(expanded)
+            # Batches of similar length (less padding), in a fixed order (the sampling stream is shared).
+            order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
+            for start in range(0, len(order), self.max_batch_size):
+                batch = order[start:start + self.max_batch_size]
+                gen_tokens, gen_logp = self._decode_batch([ids[i] for i in batch], sc, budget)
+                for j, i in enumerate(batch):
+                    req = EngineResult(expanded[i], ids[i], gen_tokens[j], gen_logp[j] if gen_logp else None)
+                    out[i] = to_generation(self.tokenizer, req, sc, budget)
+        return [out[i * sc.n:(i + 1) * sc.n] for i in range(len(prompts))]
+
+    def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """One pass through megatron's inference wrapper (KV cache append, last-position logits gathered
+        over TP): ``[rows, vocab]``."""
+        self.stats["passes"] += 1
+        self.stats["positions"] += tokens.numel()
+        self.context.rope_cos_sin = None  # per-pass RoPE cos/sin (models.cached_rope_attention)
+        wrapped = self.controller.inference_wrapped_model
+        logits = wrapped.run_one_forward_step({"tokens": tokens, "position_ids": positions, "attention_mask": mask})
+        return logits[:, -1, :]
+
+    def _decode_batch(self, prompts: List[List[int]], sc: SamplingConfig, budget: int):
+        """Generated tokens (and log-probs when asked) of each prompt: prefill all, then decode."""
+        ctx = self.context
+        dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
+        rows, width = len(prompts), max(len(p) for p in prompts)
+        eod = self.tokenizer.eod
+        pad = torch.tensor([width - len(p) for p in prompts], device=dev)
+        tokens = torch.tensor([[eod] * (width - len(p)) + list(p) for p in prompts], device=dev)
+        padded = bool(pad.any())
+        ctx.reset()
+        ctx.materialize_only_last_token_logits = True
+        ctx.position_offsets = pad if padded else None
+        keys = torch.arange(width, device=dev)
+        positions = (keys[None, :] - pad[:, None]).clamp_(min=0)
+        mask = None
+        if padded:  # True = masked: the future, and pad keys (a pad query still sees itself: no empty rows)
+            future = keys[None, :] > keys[:, None]
+            pad_key = (keys[None, None, :] < pad[:, None, None]) & (keys[None, :, None] != keys[None, None, :])
+            mask = (future[None] | pad_key)[:, None]
+        live = list(range(rows))  # row of the cache -> index into prompts
+        gen_tokens: List[List[int]] = [[] for _ in prompts]
+        gen_logp: Optional[List[List[float]]] = [[] for _ in prompts] if sc.return_log_probs else None
+        stops = [s for s in sc.stop if s]
+        tail = max((len(s) for s in stops), default=0) + 8  # tokens of text enough to contain a stop string
+        try:
+            logits = self._forward(tokens, positions, mask)
+            ctx.enable_decode_mode()
+            for step in range(budget):
+                new = sample_tokens(logits, sc, self.controller.sampling_rng, self.model.vocab_size)
+                if gen_logp is not None:
+                    logp = torch.log_softmax(logits.float(), dim=-1).gather(1, new[:, None])[:, 0].tolist()
+                done = []
+                for r, (i, t) in enumerate(zip(live, new.tolist())):
+                    gen_tokens[i].append(t)
+                    if gen_logp is not None:
+                        gen_logp[i].append(logp[r])
+                    if ((t == eod and not sc.ignore_eod)
+                            or (stops and any(s in self.tokenizer.detokenize(gen_tokens[i][-tail:]) for s in stops))):
+                        done.append(r)
+                if step == budget - 1 or len(done) == len(live):
+                    break
+                if done:
+                    ended = set(done)
+                    keep = [r for r in range(len(live)) if r not in ended]
+                    live = [live[r] for r in keep]
+                    idx = torch.tensor(keep, device=dev)
+                    compact_kv_cache(ctx, idx)
+                    new, pad = new[idx], pad[idx]
+                    if ctx.position_offsets is not None:
+                        ctx.position_offsets = pad
+                end = ctx.sequence_len_offset + 1
+                positions = (end - 1 - pad)[:, None]
+                mask = (torch.arange(end, device=dev)[None, :] < pad[:, None])[:, None, None] if padded else None
+                logits = self._forward(new[:, None], positions, mask)
+        finally:
+            ctx.position_offsets = None
+            ctx.reset()
+        return gen_tokens, gen_logp
+
+    def _generate_with_engine(self, prompts: Sequence[str], sc: SamplingConfig) -> List[List[Generation]]:
+        """megatron's static engine (pipeline stages, Transformer Engine attention)."""
         with self._eval_mode():
             expanded = [p for p in prompts for _ in range(sc.n)]
             lengths = [len(self.tokenizer.tokenize(p)) for p in prompts]

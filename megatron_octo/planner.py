@@ -626,3 +626,183 @@ def plan(w: Workload, lay: Layout, hw: Hardware, stages: list[tuple[str, float]]
                          "hours": sum(b.hours for b in bud), "gpu_hours": sum(b.gpu_hours for b in bud)},
         "ranked_layouts": [cand_row(c) for c in (ranked or [])[:top]],
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# RL and evaluation memory: the inference engine's KV buffer next to the training state.
+
+KV_BLOCK_TOKENS = 256  # megatron's dynamic-batching block size (generation_dynamic.BLOCK_SIZE_TOKENS)
+REQUEST_ROUNDER = 4  # DynamicInferenceContext.REQUEST_ROUNDER
+
+
+def kv_static_bytes(arch: LlamaArchitecture, *, tp: int, pp: int, max_batch_size: int, max_sequence_length: int,
+                    dtype_bytes: int = 2) -> int:
+    """megatron's StaticInferenceContext on one GPU: every attention layer of the stage allocates a key and a
+    value buffer of (max_sequence_length, max_batch_size, query groups / TP, head dim) on its first forward
+    (``Attention._allocate_memory``); they stay until the context is dropped."""
+    layers = arch.num_layers // pp
+    return (2 * layers * max_sequence_length * max_batch_size * (arch.num_query_groups // tp)
+            * arch.kv_channels * dtype_bytes)
+
+
+def dynamic_requests(max_batch_size: int, tp: int) -> int:
+    """``DynamicInferenceContext.round_up_requests``: a multiple of 4 that TP divides."""
+    rounder = math.ceil(REQUEST_ROUNDER / tp) * tp
+    return rounder * math.ceil(max_batch_size / rounder)
+
+
+def kv_dynamic_bytes(arch: LlamaArchitecture, *, tp: int, pp: int, max_batch_size: int, max_sequence_length: int,
+                     block_size_tokens: int = KV_BLOCK_TOKENS, buffer_gib: float = 0.0, dtype_bytes: int = 2) -> int:
+    """megatron's DynamicInferenceContext memory_buffer on one GPU: (2, layers, blocks, block_size_tokens,
+    query groups / TP, head dim). ``buffer_gib`` 0 is this project's default (rl.kv_cache_gb=0): one full-length
+    sequence per request plus megatron's dummy block; otherwise megatron takes int(GiB * 2**30) // block bytes."""
+    block = dtype_bytes * 2 * (arch.num_layers // pp) * block_size_tokens * (arch.num_query_groups // tp) * arch.kv_channels
+    if buffer_gib > 0:
+        blocks = max(2, int(buffer_gib * GiB) // block)
+    else:
+        requests = dynamic_requests(max_batch_size, tp)
+        blocks = requests * math.ceil(max_sequence_length / block_size_tokens) + 1
+    return blocks * block
+
+
+def kv_bytes(engine: str, arch: LlamaArchitecture, **kw) -> int:
+    if engine == "static":
+        kw.pop("buffer_gib", None)
+        return kv_static_bytes(arch, **kw)
+    if engine == "dynamic":
+        return kv_dynamic_bytes(arch, **kw)
+    raise ValueError(f"rl.rollout_engine: {engine!r} is not static or dynamic")
+
+
+def logits_bytes(w: Workload, tp: int, tokens: float) -> float:
+    """The vocab-parallel cross entropy of a micro-batch: fp32 softmax + bf16 logits/gradient per token."""
+    return 6.0 * padded_vocab(w, tp) / tp * tokens
+
+
+@dataclass(frozen=True)
+class RLWorkload:
+    arch: LlamaArchitecture
+    prompt_tokens: int  # rl.max_prompt_length
+    stairs: tuple[tuple[int, int], ...]  # (from step, rl.max_response_length)
+    sequences_per_update: int  # rl.mini_batch_prompts x rl.samples_per_prompt (one optimizer step)
+    rollout_batch: int  # rl.rollout_batch_size: sequences per engine batch (its KV buffer)
+    algorithm: str = "grpo"  # ppo adds a critic
+    kl_coef: float = 0.0  # > 0 adds a frozen reference model
+    engine: str = "static"  # the rollout engine (its KV buffer)
+    kv_cache_gib: float = 0.0  # rl.kv_cache_gb (dynamic engine)
+    recompute: str = "full"
+    grad_dtype: str = "fp32"
+
+    @property
+    def longest(self) -> int:
+        """The engine's max_sequence_length: the trainer builds it once for the longest stair."""
+        return self.prompt_tokens + max(cap for _, cap in self.stairs)
+
+
+@dataclass(frozen=True)
+class RLStepMemory:
+    step: int
+    response_cap: int
+    seq_length: int
+    actor_weights: float
+    actor_grads: float
+    actor_optimizer: float
+    critic: float  # weights + grads + optimizer of the value model (PPO)
+    reference: float  # bf16 weights of the reference model (kl_coef > 0)
+    kv_buffer: float  # the rollout engine's KV cache, held through the update
+    activations: float  # one update micro-batch's saved activations (with the recipe's recompute)
+    logits: float  # the longest update micro-batch's logits
+    rollout_logits: float = 0.0  # the engine's logits during a rollout (not at the same time as the update's)
+
+    @property
+    def total(self) -> float:
+        return (self.actor_weights + self.actor_grads + self.actor_optimizer + self.critic + self.reference
+                + self.kv_buffer + max(self.activations + self.logits, self.rollout_logits))
+
+
+def rl_memory(rw: RLWorkload, lay: Layout) -> list[RLStepMemory]:
+    """Per-GPU memory at each length stair on the last pipeline stage (it holds the logits). The KV buffer is
+    megatron's allocation for the longest stair, kept through the update (the trainer builds its engine once)."""
+    rows = []
+    kv = kv_bytes(rw.engine, rw.arch, tp=lay.tp, pp=lay.pp, max_batch_size=rw.rollout_batch,
+                  max_sequence_length=rw.longest, buffer_gib=rw.kv_cache_gib)
+    vocab = padded_vocab(Workload(rw.arch, rw.longest, 1), lay.tp)
+    # Rollouts ask for log-probs: the static engine materializes the prompt's logits (full vocabulary, gathered
+    # over TP) for a whole batch; the dynamic one the last position of each request only.
+    rollout_rows = (rw.rollout_batch * rw.prompt_tokens if rw.engine == "static"
+                    else dynamic_requests(rw.rollout_batch, lay.tp))
+    rollout_logits = 6.0 * vocab * rollout_rows
+    for step, cap in rw.stairs:
+        seq = rw.prompt_tokens + cap
+        w = Workload(rw.arch, seq, rw.sequences_per_update, "bf16", rw.grad_dtype)
+        sm = stage_memory(w, dataclasses.replace(lay, recompute=rw.recompute), lay.pp - 1)
+        logits = logits_bytes(w, lay.tp, lay.micro_batch * seq)
+        critic = 0.0
+        if rw.algorithm == "ppo":
+            # the same body with a scalar value head instead of the output layer
+            n = sm.params.total - sm.params.output_layer + rw.arch.hidden_size
+            critic = n * ((4.0 if rw.grad_dtype == "fp32" else 2.0) + 2.0
+                          + 12.0 / (lay.dp * lay.cp if lay.distributed_optimizer else 1))
+        ref = 2.0 * sm.params.total if rw.kl_coef > 0 else 0.0
+        rows.append(RLStepMemory(step, cap, seq, sm.weights, sm.grads, sm.optimizer, critic, ref, float(kv),
+                                 sm.activations - logits, logits, rollout_logits))
+    return rows
+
+
+@dataclass(frozen=True)
+class RLCandidate:
+    layout: Layout
+    rows: list[RLStepMemory]
+    supported: bool  # the RL trainer runs it (pipeline parallelism: not yet)
+
+    @property
+    def peak(self) -> float:
+        return max(r.total for r in self.rows)
+
+
+def rl_candidates(rw: RLWorkload, gpus: int, hw: Hardware, *, micro_batches=(1, 2, 4, 8),
+                  pps=(1, 2, 4)) -> list[RLCandidate]:
+    out = []
+    for tp in (1, 2, 4, 8):
+        for pp in pps:
+            if gpus % (tp * pp):
+                continue
+            for mbs in micro_batches:
+                lay = Layout(tp, pp, 1, gpus // (tp * pp), tp > 1, mbs, rw.recompute, True)
+                w = Workload(rw.arch, rw.longest, rw.sequences_per_update)
+                if layout_problems(w, lay, gpus, hw):
+                    continue
+                out.append(RLCandidate(lay, rl_memory(rw, lay), supported=pp == 1))
+    return out
+
+
+def rl_verdict(cands: list[RLCandidate], available_bytes: float) -> Optional[RLCandidate]:
+    """The layout to run: supported, fits at every stair; the least model parallelism, then the largest
+    micro-batch (fewest forward/backward passes)."""
+    fit = [c for c in cands if c.supported and c.peak <= available_bytes]
+    return min(fit, key=lambda c: (c.layout.tp * c.layout.pp, c.layout.pp, -c.layout.micro_batch)) if fit else None
+
+
+@dataclass(frozen=True)
+class EvalMemory:
+    weights: float
+    kv_buffer: float
+    logits: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.kv_buffer + self.logits
+
+
+def eval_memory(arch: LlamaArchitecture, *, tp: int, pp: int, batch: int, prompt_tokens: int,
+                max_new_tokens: int) -> EvalMemory:
+    """python -m megatron_octo.eval on one GPU: bf16 weights, the static engine's KV cache for the longest
+    prompt + max new tokens (what the eval CLI allocates without --max-seq-len), and the logits: eval asks for
+    no log-probs, so megatron materializes the last position only (``materialize_only_last_token_logits``):
+    batch x full vocabulary, bf16 gathered over TP + fp32 for sampling."""
+    w = Workload(arch, prompt_tokens + max_new_tokens, batch)
+    weights = 2.0 * rank_parameters(w, tp, pp, pp - 1).total
+    kv = kv_static_bytes(arch, tp=tp, pp=pp, max_batch_size=batch,
+                         max_sequence_length=prompt_tokens + max_new_tokens)
+    logits = 6.0 * padded_vocab(w, tp) * batch
+    return EvalMemory(weights, float(kv), logits)

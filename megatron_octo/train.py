@@ -14,6 +14,10 @@ import argparse
 import os
 import sys
 import warnings
+from megatron_octo import config as cfgmod
+from megatron_octo.runtime import distributed as rt
+from megatron_octo.checkpoint.save_load import CheckpointError
+from megatron_octo.checkpoint.integrity import CheckpointSaveError
 
 
 def parse_args(argv=None):
@@ -30,8 +34,6 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     warnings.filterwarnings("ignore", module="megatron")
     warnings.filterwarnings("ignore", category=UserWarning, message=".*(Apex|Transformer Engine|TE).*")
-    from megatron_octo import config as cfgmod
-    from megatron_octo.training.checkpointing import CheckpointError
 
     try:
         cfg = cfgmod.load(args.config, args.overrides)
@@ -42,8 +44,7 @@ def main(argv=None) -> int:
         print(cfgmod.to_yaml(cfg))
         return 0
 
-    from megatron_octo.runtime import distributed as rt
-    from megatron_octo.training.integrity import CheckpointSaveError
+    # lazy: imports megatron-core, which config errors and --print-config do not need
     from megatron_octo.training.trainer import EXIT_SAVE_FAILED, Trainer
 
     trainer = Trainer(cfg)

@@ -26,6 +26,8 @@ import json
 import os
 import re
 import sys
+from tokenization.train_tokenizer import train
+from tokenization.worker import Selection
 
 HOTT_CHAPTERS = ["introduction", "preliminaries", "basics", "logic", "equivalences", "induction"]
 GSM8K_ROWS = 3000
@@ -109,9 +111,6 @@ def main(argv=None) -> int:
         _write_jsonl_gz(path, rows)
         print(f"{path}: {len(rows)} rows, {os.path.getsize(path):,} bytes")
     if not args.skip_tokenizer:
-        from tokenization.train_tokenizer import train
-        from tokenization.worker import Selection
-
         sources = [
             (os.path.join(corpus, "math_web.jsonl.gz"), Selection()),
             (os.path.join(corpus, "qa_long.jsonl.gz"),

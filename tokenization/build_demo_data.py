@@ -39,6 +39,7 @@ import argparse
 import os
 import sys
 from typing import Optional
+from tokenization.preprocess import main as preprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(ROOT, "data")
@@ -92,8 +93,6 @@ def arith_slices(arith_dir: str) -> dict[str, list[str]]:
 
 def build(out: str, tokenizer: str = DEFAULT_TOKENIZER, workers: int = 1,
           overwrite: bool = False, quiet: bool = True, arith_dir: Optional[str] = None) -> str:
-    from tokenization.preprocess import main as preprocess
-
     os.makedirs(out, exist_ok=True)
     slices = dict(SLICES, **(arith_slices(arith_dir) if arith_dir else {}))
     for name, args in slices.items():

@@ -29,6 +29,15 @@ import shutil
 import subprocess
 import sys
 import warnings
+from megatron_octo import config as cfgmod
+from megatron_octo.config import ConfigError
+from megatron_octo.models import hf_mapping as hm, llama
+from megatron_octo.models.hf_config import arch_from_hf_config, HFConfigError, model_overrides, read_hf_config
+from megatron_octo.models.hf_io import HFWeights, HFWeightsError
+from megatron_octo.models.hf_mapping import export_plan
+from megatron_octo.runtime import distributed as rt
+from megatron_octo.checkpoint import save_load as ckpt
+from megatron_octo.checkpoint.save_load import CheckpointError
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -55,16 +64,11 @@ def parse_args(argv=None):
 
 
 def _expected_hf_tensors(arch) -> dict[str, tuple[int, ...]]:
-    from megatron_octo.models.hf_mapping import export_plan
-
     return {name: shape for item in export_plan(arch) for name, shape in item.hf}
 
 
 def check_inputs(args):
     """Everything checkable before a process group exists. Returns (arch, weights)."""
-    from megatron_octo.models import hf_mapping as hm
-    from megatron_octo.models.hf_config import arch_from_hf_config, read_hf_config
-    from megatron_octo.models.hf_io import HFWeights
 
     if os.path.exists(args.out) and not args.force:
         raise ConvertError(f"output {args.out} already exists (use --force to replace it)")
@@ -120,9 +124,6 @@ def _tokenizer_overrides(hf_dir: str, out: str) -> tuple[list[str], list[str]]:
 
 
 def build_config(args, arch):
-    from megatron_octo import config as cfgmod
-    from megatron_octo.models.hf_config import model_overrides
-
     files, tok = _tokenizer_overrides(args.hf_dir, args.out)
     overrides = (["train.tokens=0", f"parallel.tp={args.tp}", f"parallel.pp={args.pp}",
                   f"model.params_dtype={args.dtype}", "checkpoint.init_from=null", "checkpoint.save=null"]
@@ -135,12 +136,6 @@ def convert(args, arch, weights) -> str:
     import torch
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
-
-    from megatron_octo import config as cfgmod
-    from megatron_octo.models import hf_mapping as hm
-    from megatron_octo.models import llama
-    from megatron_octo.runtime import distributed as rt
-    from megatron_octo.training import checkpointing as ckpt
 
     cfg, tok_files = build_config(args, arch)
     run_arch = llama.resolve_architecture(cfg.model)
@@ -201,10 +196,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     warnings.filterwarnings("ignore")
-    from megatron_octo.config import ConfigError
-    from megatron_octo.models.hf_config import HFConfigError
-    from megatron_octo.models.hf_io import HFWeightsError
-    from megatron_octo.training.checkpointing import CheckpointError
 
     errors = (ConvertError, HFConfigError, HFWeightsError, ConfigError, CheckpointError)
     try:
@@ -220,7 +211,6 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         return _relaunch(argv, nproc)
-    from megatron_octo.runtime import distributed as rt
 
     try:
         convert(args, arch, weights)

@@ -27,6 +27,15 @@ import os
 import shutil
 import sys
 import warnings
+from megatron_octo import config as cfgmod
+from megatron_octo.config import ConfigError, tokenizer_library
+from megatron_octo.models import hf_mapping as hm
+from megatron_octo.models.hf_config import hf_config_from_arch, run_architecture
+from megatron_octo.models.hf_io import DistCheckpointReader, parse_size, ShardedSafetensorsWriter
+from megatron_octo.models.hf_tokenizer import sentencepiece_to_tokenizer
+from megatron_octo.models.llama import load_tokenizer
+from megatron_octo.checkpoint import save_load as ckpt
+from megatron_octo.checkpoint.save_load import CheckpointError
 
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -58,8 +67,6 @@ def _find(path: str, ckpt_dir: str):
 
 def load_checkpoint_config(ckpt_dir: str, tokenizer: str | None):
     """The run's config, with tokenizer.path pointing at a file that exists (or no tokenizer)."""
-    from megatron_octo import config as cfgmod
-    from megatron_octo.training import checkpointing as ckpt
 
     ckpt.read_trainer_state(ckpt_dir)  # raises on a partial checkpoint
     for name in ("metadata.json", ".metadata"):
@@ -91,7 +98,6 @@ def load_checkpoint_config(ckpt_dir: str, tokenizer: str | None):
 def check_tensors(reader, arch, plan) -> None:
     """Every tensor the plan reads exists with the shape the architecture implies; no other model
     tensor is in the checkpoint (a bias or an MoE expert means it is not a plain Llama)."""
-    from megatron_octo.models import hf_mapping as hm
 
     keys = reader.tensor_keys()
     h, L = arch.hidden_size, arch.num_layers
@@ -124,12 +130,10 @@ def check_tensors(reader, arch, plan) -> None:
 
 def _tokenizer_files(cfg) -> tuple[list[tuple[str, str]], dict, dict]:
     """([(src, dst name)], tokenizer_config.json contents or {}, {bos_token_id, eos_token_id})."""
-    from megatron_octo.config import tokenizer_library
 
     path, lib = cfg.tokenizer.path, tokenizer_library(cfg)
     if lib == "null" or path is None:
         return [], {}, {}
-    from megatron_octo.models.llama import load_tokenizer
 
     tok = load_tokenizer(cfg)
     ids = {"eos_token_id": int(tok.eod)}
@@ -157,7 +161,6 @@ def _tokenizer_files(cfg) -> tuple[list[tuple[str, str]], dict, dict]:
         if sp.bos_id() >= 0:
             ids["bos_token_id"] = sp.bos_id()
         files = [(path, "tokenizer.model")]
-        from megatron_octo.models.hf_tokenizer import sentencepiece_to_tokenizer
 
         fast = sentencepiece_to_tokenizer(path)
         if fast is not None:  # transformers 5 loads tokenizer.json; 4.x can also use tokenizer.model
@@ -170,11 +173,6 @@ def _tokenizer_files(cfg) -> tuple[list[tuple[str, str]], dict, dict]:
 
 def convert(args) -> str:
     import torch
-
-    from megatron_octo.models import hf_mapping as hm
-    from megatron_octo.models.hf_config import hf_config_from_arch, run_architecture
-    from megatron_octo.models.hf_io import DistCheckpointReader, ShardedSafetensorsWriter, parse_size
-    from megatron_octo.training import checkpointing as ckpt
 
     if os.path.exists(args.out) and not args.force:
         raise ConvertError(f"output {args.out} already exists (use --force to replace it)")
@@ -233,8 +231,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     warnings.filterwarnings("ignore")
-    from megatron_octo.config import ConfigError
-    from megatron_octo.training.checkpointing import CheckpointError
 
     try:
         convert(args)

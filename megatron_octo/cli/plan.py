@@ -34,9 +34,11 @@ import json
 import os
 import sys
 
+import yaml
 
-from megatron_octo import planner as pl
-from megatron_octo.models.llama import PRESETS, LlamaArchitecture
+from megatron_octo import config as cfgmod, planner as pl
+from megatron_octo.models.llama import PRESETS, LlamaArchitecture, resolve_architecture
+from megatron_octo.rl.length_schedule import parse_stairs
 
 
 
@@ -90,6 +92,21 @@ def parse_args(argv=None):
     o = p.add_argument_group("output")
     o.add_argument("--top", type=int, default=10, help="ranked layouts to print (default 10)")
     o.add_argument("--json", action="store_true", help="print the plan as JSON")
+    r = p.add_argument_group("RL and evaluation memory (per GPU, at each length stair / for the longest prompt)")
+    r.add_argument("--rl", metavar="RECIPE", help="an RL recipe (rl_grpo.yaml): memory at each rl.max_response_length "
+                                                  "stair and which TP/PP/micro-batch fits on --gpus")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="--rl: a config override (repeatable), e.g. --set rl.rollout_batch_size=16")
+    r.add_argument("--engine", choices=("static", "dynamic"),
+                   help="--rl: the rollout engine whose KV buffer counts (default: rl.rollout_engine; 'auto' is "
+                        "dynamic, what runs on a GPU with flash-attn)")
+    r.add_argument("--eval", metavar="BENCH[,BENCH]", help="benchmarks (names or JSONL paths) for the eval CLI's memory")
+    r.add_argument("--tokenizer", help="--eval: tokenizer file to measure the longest prompt with")
+    r.add_argument("--tokenizer-library", default="auto", help="--eval: sentencepiece, huggingface, tiktoken, auto")
+    r.add_argument("--prompt-tokens", type=int, help="--eval: the longest prompt in tokens (instead of --tokenizer)")
+    r.add_argument("--protocol", choices=("base", "rl"), default="base", help="--eval: as python -m megatron_octo.eval")
+    r.add_argument("--max-new-tokens", type=int, help="--eval: default the protocol's (1024 base)")
+    r.add_argument("--batch-size", type=int, default=16, help="--eval: as python -m megatron_octo.eval (default 16)")
     return p.parse_args(argv)
 
 
@@ -262,6 +279,12 @@ def render(result: dict, explicit: bool) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.rl or args.eval:
+        try:
+            return rl_main(args) if args.rl else eval_main(args)
+        except (ValueError, FileNotFoundError) as exc:  # ConfigError, BenchmarkError, TokenizerError are ValueErrors
+            print(f"plan: error: {exc}", file=sys.stderr)
+            return 2
     try:
         lay, w, hw, stages, kw, ranked, gpus = build(args)
     except ValueError as exc:
@@ -282,6 +305,124 @@ def main(argv=None) -> int:
         render(result, explicit=any(getattr(args, k) is not None for k in ("tp", "pp", "cp")))
     return 0 if result["memory"]["fits"] else 1
 
+
+# ---- --rl / --eval ---------------------------------------------------------------------------------
+
+def _gib(x: float) -> str:
+    return f"{x / pl.GiB:.1f}"
+
+
+def rl_workload(cfg, engine: str | None) -> pl.RLWorkload:
+    r = cfg.rl
+    arch = resolve_architecture(cfg.model)
+    engine = engine or ("dynamic" if r.rollout_engine == "auto" else r.rollout_engine)
+    return pl.RLWorkload(
+        arch=arch, prompt_tokens=r.max_prompt_length, stairs=tuple(parse_stairs(dict(r.max_response_length))),
+        sequences_per_update=r.mini_batch_prompts * r.samples_per_prompt, rollout_batch=r.rollout_batch_size,
+        algorithm=r.algorithm, kl_coef=r.kl_coef, engine=engine, kv_cache_gib=r.kv_cache_gb,
+        recompute=cfg.model.recompute_granularity or "none")
+
+
+def rl_main(args) -> int:
+    cfg = cfgmod.load(args.rl, args.overrides)
+    with open(args.rl) as f:
+        if "rl" not in (yaml.safe_load(f) or {}):
+            raise ValueError(f"--rl {args.rl}: not an RL recipe (no 'rl:' section)")
+    rw = rl_workload(cfg, args.engine)
+    gpus = args.gpus or 8
+    hw = pl.HARDWARE[args.gpu]
+    avail = ((args.memory_gib or hw.memory_gib) - args.reserve_gib) * pl.GiB
+    lay = pl.Layout(cfg.parallel.tp, cfg.parallel.pp, 1, gpus // (cfg.parallel.tp * cfg.parallel.pp),
+                    cfg.parallel.tp > 1, cfg.rl.micro_batch_size, rw.recompute, cfg.parallel.use_distributed_optimizer)
+    if lay.gpus != gpus:
+        raise ValueError(f"parallel.tp: tp*pp = {cfg.parallel.tp}*{cfg.parallel.pp} does not divide --gpus {gpus}")
+    rows = pl.rl_memory(rw, lay)
+    cands = pl.rl_candidates(rw, gpus, hw)
+    best = pl.rl_verdict(cands, avail)
+    if args.json:
+        print(json.dumps({"recipe": args.rl, "workload": dataclasses.asdict(rw) | {"arch": None},
+                          "layout": dataclasses.asdict(lay), "available_GiB": avail / pl.GiB,
+                          "stairs": [dataclasses.asdict(x) | {"total": x.total} for x in rows],
+                          "candidates": [{**dataclasses.asdict(c.layout), "peak_GiB": c.peak / pl.GiB,
+                                          "supported": c.supported, "fits": c.peak <= avail} for c in cands],
+                          "verdict": dataclasses.asdict(best.layout) if best else None}, indent=1))
+        return 0 if best else 1
+    print(f"RL memory per GPU: {args.rl} on {gpus} x {hw.name} ({avail / pl.GiB:.1f} GiB usable, reserve "
+          f"{args.reserve_gib:.0f} GiB); {rw.algorithm}, {rw.sequences_per_update} sequences per update, prompts <= "
+          f"{rw.prompt_tokens} tokens, {rw.engine} engine KV buffer for {rw.rollout_batch} x {rw.longest} tokens "
+          f"(the longest stair; built once, held through the update), recompute {rw.recompute}; total = the "
+          f"rest + the larger of (activations + logits) of an update micro-batch and the rollout's logits")
+    print(f"recipe layout TP {lay.tp} PP {lay.pp} DP {lay.dp} micro-batch {lay.micro_batch}, last pipeline stage, GiB:")
+    head = ("step", "response", "seq", "weights", "grads", "optimizer", "critic", "reference", "KV buffer",
+            "activations", "logits", "rollout lgt", "total")
+    print("  " + " ".join(f"{h:>11}" for h in head))
+    for x in rows:
+        vals = (x.step, x.response_cap, x.seq_length) + tuple(_gib(v) for v in (
+            x.actor_weights, x.actor_grads, x.actor_optimizer, x.critic, x.reference, x.kv_buffer, x.activations,
+            x.logits, x.rollout_logits, x.total))
+        print("  " + " ".join(f"{v:>11}" for v in vals) + ("" if x.total <= avail else "  DOES NOT FIT"))
+    print("peak GiB at the longest stair per layout (TP/PP/micro-batch; PP > 1: the RL trainer does not run it yet):")
+    for c in sorted(cands, key=lambda c: (c.layout.tp, c.layout.pp, c.layout.micro_batch)):
+        state = "fits" if c.peak <= avail else "no"
+        print(f"  TP {c.layout.tp} PP {c.layout.pp} DP {c.layout.dp} mbs {c.layout.micro_batch}: "
+              f"{c.peak / pl.GiB:6.1f}  {state}{'' if c.supported else ' (PP: not supported by RL)'}")
+    if best is None:
+        print(f"verdict: no supported layout fits {gpus} x {hw.name}: lower rl.rollout_batch_size or "
+              f"rl.kv_cache_gb, or add GPUs")
+        return 1
+    b = best.layout
+    print(f"verdict: on {gpus} x {hw.name} run TP {b.tp} PP {b.pp} (DP {b.dp}) with "
+          f"rl.micro_batch_size={b.micro_batch}: peak {best.peak / pl.GiB:.1f} of {avail / pl.GiB:.1f} GiB "
+          f"(parallel.tp={b.tp} parallel.pp={b.pp} rl.micro_batch_size={b.micro_batch})")
+    return 0
+
+
+def eval_main(args) -> int:
+    arch = build_arch(args)
+    hw = pl.HARDWARE[args.gpu]
+    avail = ((args.memory_gib or hw.memory_gib) - args.reserve_gib) * pl.GiB
+    if args.prompt_tokens is None and not args.tokenizer:
+        raise ValueError("--eval needs --tokenizer (to measure the longest prompt) or --prompt-tokens")
+    # lazy: the eval runner and the tokenizers import megatron-core (seconds, warnings); only --eval needs them
+    from megatron_octo.eval.runner import eval_sets, prompt_budgets
+    from tokenization.megatron_wrappers import load_tokenizer
+
+    ns = argparse.Namespace(benchmarks=args.eval, fields=None, limit=None, protocol=args.protocol,
+                            template="orz_base")
+    sets = eval_sets(ns)
+    tok = None if args.prompt_tokens is not None else load_tokenizer(args.tokenizer, args.tokenizer_library)
+    if args.batch_size < 1 or (args.prompt_tokens is not None and args.prompt_tokens < 1):
+        raise ValueError("--batch-size and --prompt-tokens must be >= 1")
+    tps = [tp for tp in (1, 2, 4, 8) if not (arch.num_query_groups % tp or arch.num_attention_heads % tp)]
+    rows = []  # (benchmark, longest prompt, max new tokens, TP, memory)
+    for name, longest, budget in prompt_budgets(sets, tok, args.max_new_tokens):
+        longest = args.prompt_tokens if args.prompt_tokens is not None else longest
+        rows += [(name, longest, budget, tp, pl.eval_memory(arch, tp=tp, pp=1, batch=args.batch_size,
+                                                             prompt_tokens=longest, max_new_tokens=budget))
+                 for tp in tps]
+    fitting = [tp for tp in tps if all(m.total <= avail for *_, t, m in rows if t == tp)]
+    best = min(fitting, default=None)
+    if args.json:
+        print(json.dumps({"available_GiB": avail / pl.GiB, "verdict_tp": best, "rows": [
+            {"benchmark": name, "prompt_tokens": longest, "max_new_tokens": budget, "tp": tp,
+             "batch": args.batch_size, **dataclasses.asdict(m), "total": m.total, "fits": m.total <= avail}
+            for name, longest, budget, tp, m in rows]}, indent=1))
+        return 0 if best else 1
+    print(f"eval memory per GPU ({args.model}, --batch-size {args.batch_size}, {hw.name} {avail / pl.GiB:.1f} GiB "
+          f"usable); KV cache sized for the longest prompt + max new tokens, GiB:")
+    for name, longest, budget, tp, m in rows:
+        print(f"  {name}: prompt {longest} + {budget} new = {longest + budget} tokens, TP {tp}: weights "
+              f"{_gib(m.weights)} KV {_gib(m.kv_buffer)} logits {_gib(m.logits)} total {_gib(m.total)} "
+              f"{'fits' if m.total <= avail else 'DOES NOT FIT'}")
+    old = pl.kv_static_bytes(arch, tp=1, pp=1, max_batch_size=args.batch_size,
+                             max_sequence_length=arch.max_position_embeddings)
+    print(f"  (sized by max_position_embeddings={arch.max_position_embeddings} instead: KV {_gib(old)} GiB at TP 1)")
+    if best is None:
+        print(f"verdict: no TP fits every benchmark at --batch-size {args.batch_size}: lower it")
+        return 1
+    print(f"verdict: --tp {best} --batch-size {args.batch_size} fits every benchmark (peak "
+          f"{max(m.total for *_, t, m in rows if t == best) / pl.GiB:.1f} of {avail / pl.GiB:.1f} GiB)")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

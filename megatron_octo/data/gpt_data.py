@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import torch
+from megatron_octo.data.mixture import load_mixture, to_megatron_blend
 
 
 @dataclass
@@ -26,8 +27,6 @@ class Splits:
 def blend_from_config(cfg) -> tuple[list[str], list[float]]:
     d = cfg.data
     if d.mixture is not None:
-        from megatron_octo.data.mixture import load_mixture, to_megatron_blend
-
         return to_megatron_blend(load_mixture(d.mixture, d.stage))
     return [s.prefix for s in d.blend], [float(s.weight) for s in d.blend]
 

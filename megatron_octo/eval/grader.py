@@ -440,25 +440,35 @@ def _run_tasks(judge: str, tasks: list[tuple], timeout: float) -> list[tuple[obj
             pool[pool.index(w)] = nw
             assign(nw)
 
-        for w in pool:
-            assign(w)
-        while any(w.task is not None for w in pool):
-            busy = [w for w in pool if w.task is not None]
-            now = time.monotonic()
-            wait_for = max(0.0, min(w.deadline for w in busy) - now)
-            ready = _wait_conns([w.conn for w in busy], timeout=wait_for)
-            for w in list(busy):
-                if w.conn in ready:
-                    try:
-                        results[w.task] = (w.conn.recv(), False)
-                        assign(w)
-                    except (EOFError, OSError):
-                        # Worker died (e.g. killed by the OOM killer): count as a timeout.
+        try:
+            for w in pool:
+                assign(w)
+            while any(w.task is not None for w in pool):
+                busy = [w for w in pool if w.task is not None]
+                now = time.monotonic()
+                wait_for = max(0.0, min(w.deadline for w in busy) - now)
+                ready = _wait_conns([w.conn for w in busy], timeout=wait_for)
+                for w in list(busy):
+                    if w.conn in ready:
+                        try:
+                            results[w.task] = (w.conn.recv(), False)
+                            assign(w)
+                        except (EOFError, OSError):
+                            # Worker died (e.g. killed by the OOM killer): count as a timeout.
+                            results[w.task] = (None, True)
+                            replace(w)
+                    elif time.monotonic() >= w.deadline:
                         results[w.task] = (None, True)
                         replace(w)
-                elif time.monotonic() >= w.deadline:
-                    results[w.task] = (None, True)
-                    replace(w)
+        except BaseException:
+            # Interrupted (Ctrl-C, a caller's timeout): a worker still busy would hand its stale
+            # answer to the next call's task, so every busy or broken worker goes.
+            for w in list(pool):
+                if w.task is not None or w.send.closed or w.conn.closed:
+                    _kill(w)
+                    if w in _WORKERS:
+                        _WORKERS.remove(w)
+            raise
     return [r if r is not None else (None, True) for r in results]
 
 

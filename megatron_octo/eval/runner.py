@@ -39,9 +39,21 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
-from megatron_octo.eval.grader import GRADERS, Verdict, grade_detailed, grade_octothinker
+import torch.distributed as dist
+from megatron.core import parallel_state
+
+from megatron_octo.config import ConfigError
+from megatron_octo.eval import passk
+from megatron_octo.eval.benchmarks import BenchmarkError, BENCHMARKS, load_benchmark
+from megatron_octo.eval.grader import grade_detailed, grade_octothinker, GRADERS, Verdict
 from megatron_octo.eval.octothinker_grader import rule_for
+from megatron_octo.eval.prompts import get_protocol
 from megatron_octo.eval.protocols import format_protocol_table
+from megatron_octo.generation import SamplingConfig
+from megatron_octo.generators import make_generator
+from megatron_octo.models.from_checkpoint import load_for_inference
+from megatron_octo.runtime import distributed as rt, faults
+from megatron_octo.checkpoint.save_load import CheckpointError
 
 EXIT_SIGNALLED = 75  # stopped by SIGTERM/SIGUSR1 (EX_TEMPFAIL: run again)
 DISAGREEMENTS_SHOWN = 50  # per benchmark in results.md; the JSONL has them all
@@ -129,7 +141,9 @@ def parse_args(argv=None):
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--pass-k", default="1", help="comma-separated k for pass@k (k <= n)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-seq-len", type=int, default=None, help="prompt + response tokens (default: model max)")
+    p.add_argument("--max-seq-len", type=int, default=None,
+                   help="prompt + response tokens, the KV cache's length (default: the longest prompt + max new "
+                        "tokens)")
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--pp", type=int, default=1)
     p.add_argument("--grade-timeout", type=float, default=5.0)
@@ -158,9 +172,8 @@ def _check_args(args) -> None:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
 
 
-def _load_sets(args):
-    from megatron_octo.eval.benchmarks import BENCHMARKS, load_benchmark
-
+def eval_sets(args):
+    """(label, protocol name, examples) of each benchmark in ``args.benchmarks`` (bad names/files raise)."""
     sets = []
     for name in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
         examples = load_benchmark(name, fields=args.fields, limit=args.limit)
@@ -174,21 +187,57 @@ def _load_sets(args):
     return sets
 
 
-def evaluate(args, signals: Optional[_Signals] = None) -> int:
-    from megatron_octo.generators import make_generator
-    from megatron_octo.models.from_checkpoint import load_for_inference
-    from megatron_octo.runtime import distributed as rt
+def prompt_budgets(sets, tokenizer, max_new_tokens: Optional[int] = None) -> list[tuple[str, int, int]]:
+    """(label, longest prompt in tokens, max new tokens) of each set, its prompts rendered by its protocol as
+    :func:`_run_benchmarks` renders them; tokenizer None: the prompt lengths are 0 (the caller knows them)."""
+    out = []
+    for name, protocol_name, examples in sets:
+        proto = get_protocol(protocol_name)
+        longest = 0 if tokenizer is None else max(
+            (len(tokenizer.tokenize(proto.build(ex.question))) for ex in examples), default=0)
+        out.append((name, longest, max_new_tokens or proto.max_new_tokens))
+    return out
 
+
+def kv_sequence_length(sets, tokenizer, max_new_tokens: Optional[int], max_positions: int) -> int:
+    """The static engine's max_sequence_length without --max-seq-len: the longest prompt + its max new tokens
+    over all sets (the KV cache is max_sequence_length x batch per layer), at most the model's positions."""
+    need = max((longest + budget for _, longest, budget in prompt_budgets(sets, tokenizer, max_new_tokens)),
+               default=1)
+    return min(need, max_positions)
+
+
+def generate_sharded(gen, prompts: list[str], sc: SamplingConfig) -> list:
+    """``gen.generate`` with the prompts dealt out over the data-parallel ranks (DP rank r takes prompts
+    r, r + DP, ...; TP/PP ranks of one replica generate together), the results gathered back on every rank in
+    prompt order. Greedy results equal one rank's; sampled ones come from each replica's own stream."""
+    dp = parallel_state.get_data_parallel_world_size()
+    if dp == 1:
+        return gen.generate(prompts, sc)
+    r = parallel_state.get_data_parallel_rank()
+    mine = gen.generate(prompts[r::dp], sc)
+    if parallel_state.get_tensor_model_parallel_rank() == 0 and parallel_state.is_pipeline_first_stage():
+        print(f"[eval] data-parallel rank {r} of {dp}: generated {len(mine)} of {len(prompts)} prompts", flush=True)
+    parts: list = [None] * dp
+    dist.all_gather_object(parts, mine, group=parallel_state.get_data_parallel_group())
+    out: list = [None] * len(prompts)
+    for k, part in enumerate(parts):
+        out[k::dp] = part
+    return out
+
+
+def evaluate(args, signals: Optional[_Signals] = None) -> int:
     signals = signals or _Signals()
     _check_args(args)
-    sets = _load_sets(args)  # bad benchmark names/files fail here, before any model is built
+    sets = eval_sets(args)  # bad benchmark names/files fail here, before any model is built
     loaded = load_for_inference(args.checkpoint, [f"parallel.tp={args.tp}", f"parallel.pp={args.pp}"])
-    import torch.distributed as dist
-
     rank0 = dist.get_rank() == 0
-    max_len = args.max_seq_len or loaded.arch.max_position_embeddings
+    max_len = args.max_seq_len or kv_sequence_length(sets, loaded.tokenizer, args.max_new_tokens,
+                                                     loaded.arch.max_position_embeddings)
     gen = make_generator(loaded.model, loaded.tokenizer, engine="static", max_sequence_length=max_len,
                          max_batch_size=args.batch_size, seed=args.seed)
+    if parallel_state.get_data_parallel_world_size() > 1:  # one sampling stream per replica (greedy: unused)
+        gen.reseed(args.seed + parallel_state.get_data_parallel_rank())
     iteration = loaded.state.iteration
     out_dir = args.out or os.path.join(os.path.dirname(loaded.checkpoint), "eval", f"iter_{iteration:07d}")
     results: list[BenchResult] = []
@@ -244,11 +293,6 @@ def disagreement_rows(name: str, examples, n: int, by_math_verify: list[Verdict]
 
 
 def _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0, disagreements=None) -> None:
-    from megatron_octo.eval import passk
-    from megatron_octo.eval.prompts import get_protocol
-    from megatron_octo.generation import SamplingConfig
-    from megatron_octo.runtime import faults
-
     ks = sorted({int(k) for k in args.pass_k.split(",") if k})
     for index, (name, protocol_name, examples) in enumerate(sets, start=1):
         faults.hit("eval:generate", index)  # OCTO_FAULT_INJECT (tests only; inert otherwise)
@@ -256,7 +300,7 @@ def _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0, disag
         prompts = [proto.build(ex.question) for ex in examples]
         sc = SamplingConfig(max_new_tokens=args.max_new_tokens or proto.max_new_tokens,
                             temperature=args.temperature, top_p=args.top_p, n=args.n, stop=list(proto.stop))
-        gens = gen.generate(prompts, sc)
+        gens = generate_sharded(gen, prompts, sc)
         if not rank0:
             continue
         flat = [g for per in gens for g in per]
@@ -376,9 +420,6 @@ def main(argv=None) -> int:
     if args.list_protocols:
         print(format_protocol_table())
         return 0
-    from megatron_octo.config import ConfigError
-    from megatron_octo.eval.benchmarks import BenchmarkError
-    from megatron_octo.training.checkpointing import CheckpointError
 
     signals = _Signals().install()
     try:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from megatron_octo import config as cfgmod
-from megatron_octo.training import checkpointing as ckpt
+from megatron_octo.models import llama
+from megatron_octo.runtime import distributed as rt
+from megatron_octo.checkpoint import save_load as ckpt
 
 
 @dataclass
@@ -37,8 +39,6 @@ def checkpoint_config(path: str, overrides: Sequence[str] = ()):
 
 def load_for_inference(path: str, overrides: Sequence[str] = ()) -> LoadedModel:
     """Initialise the runtime for the config's layout and load the checkpoint's weights."""
-    from megatron_octo.models import llama
-    from megatron_octo.runtime import distributed as rt
 
     ckpt_dir, cfg = checkpoint_config(path, overrides)
     par = cfg.parallel
@@ -58,8 +58,6 @@ def load_into_runtime(ckpt_dir: str, cfg) -> LoadedModel:
     """Build this rank's stage of the run's model (runtime already initialised) and load weights."""
     import torch
     from megatron.core import parallel_state as ps
-
-    from megatron_octo.models import llama
 
     tokenizer = llama.load_tokenizer(cfg)
     arch = llama.run_architecture(cfg, tokenizer)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from megatron_octo.models.from_checkpoint import checkpoint_config, load_into_runtime
 
 
 def load_model(ckpt_path: str, *, tp: int = 1, overrides: Optional[list[str]] = None):
     """(model, cfg, arch) of a trainer/converter checkpoint at ``tp`` (the process group must
     already be initialised with that TP and PP=1)."""
-    from megatron_octo.models.from_checkpoint import checkpoint_config, load_into_runtime
 
     ckpt_dir, cfg = checkpoint_config(ckpt_path, [f"parallel.tp={tp}", "parallel.pp=1", *(overrides or [])])
     loaded = load_into_runtime(ckpt_dir, cfg)

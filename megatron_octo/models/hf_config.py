@@ -16,7 +16,7 @@ import json
 import os
 from typing import Optional
 
-from megatron_octo.models.llama import PRESETS, LlamaArchitecture
+from megatron_octo.models.llama import LlamaArchitecture, PRESETS, run_architecture as _run_architecture
 
 # The llama3 RoPE constants megatron-core 0.16.1 hard-codes in RotaryEmbedding._apply_scaling.
 LLAMA3_LOW_FREQ_FACTOR = 1.0
@@ -177,6 +177,5 @@ def hf_config_from_arch(arch: LlamaArchitecture, dtype: str = "float32", bos_tok
 
 def run_architecture(cfg) -> LlamaArchitecture:
     """The architecture a trainer run with this config built (see llama.run_architecture)."""
-    from megatron_octo.models.llama import run_architecture as _run_architecture
 
     return _run_architecture(cfg)

@@ -18,6 +18,7 @@ import struct
 from typing import Iterable, Optional
 
 import torch
+from megatron_octo.checkpoint import integrity
 
 SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16", torch.float64: "F64"}
 INDEX_NAME = "model.safetensors.index.json"
@@ -104,8 +105,6 @@ class DistCheckpointReader:
 
     def __init__(self, ckpt_dir: str, verify: str = "checksum"):
         import torch.distributed.checkpoint as dcp
-
-        from megatron_octo.training import integrity
 
         self.dir = ckpt_dir
         self._dcp = dcp

@@ -231,12 +231,12 @@ def layer_spec(model_cfg):
         # GPU-only path (Transformer Engine layers, FP8 per config.fp8 / fp8_recipe).
         return get_gpt_layer_with_transformer_engine_spec()
     spec = get_gpt_layer_local_spec(normalization="RMSNorm")
-    from megatron_octo.models.cached_rope_attention import CachedRopeSelfAttention
+    from megatron_octo.models.cached_rope_attention import CachedRopeSelfAttention  # lazy: imports megatron-core
 
     # Same module and parameters as megatron's; static-batch decoding rotates each key once.
     spec.submodules.self_attention.module = CachedRopeSelfAttention
     if model_cfg.local_attention == "sdpa":
-        from megatron_octo.models.sdpa_attention import SDPAttention
+        from megatron_octo.models.sdpa_attention import SDPAttention  # lazy: imports megatron-core
 
         spec.submodules.self_attention.submodules.core_attention = SDPAttention
     return spec
@@ -312,7 +312,7 @@ def flops_per_token(arch: LlamaArchitecture, seq_length: int, padded_vocab: Opti
 def load_tokenizer(cfg, vocab_size: Optional[int] = None):
     """The run's tokenizer as a megatron-core tokenizer; the null tokenizer (pre-tokenized data, mock
     data) is sized by the architecture."""
-    from tokenization.megatron_wrappers import load_tokenizer as _load  # imports megatron-core
+    from tokenization.megatron_wrappers import load_tokenizer as _load  # lazy: imports megatron-core
 
     t = cfg.tokenizer
     # Mock data needs no tokenizer, but a configured one is still the run's (for later inference).

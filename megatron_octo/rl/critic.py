@@ -21,9 +21,13 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from megatron_octo.models import llama
 from megatron_octo.rl.logprobs import position_ids
 from megatron_octo.rl.losses import value_loss
+from megatron_octo.rl.minibatch import train_minibatches
 from megatron_octo.schedule import applied_lr
+from megatron_octo.checkpoint import save_load as ckpt
+from megatron_octo.training.model_setup import build_model_and_optimizer
 
 HEAD_KEYS = ("output_layer.",)  # checkpoint keys of the value head (absent from an actor checkpoint)
 
@@ -50,7 +54,6 @@ class ValueHead(torch.nn.Module):
 
 def build_value_model(cfg, arch, seed: int):
     """The actor's GPTModel with a value head in place of the vocabulary projection."""
-    from megatron_octo.models import llama
 
     # Built with tied embeddings so megatron allocates no [vocab, hidden] output weight to throw away.
     model = llama.build_gpt_model(cfg, dataclasses.replace(arch, tie_embeddings=True), pre_process=True,
@@ -65,8 +68,6 @@ def build_value_model(cfg, arch, seed: int):
 
 class Critic:
     def __init__(self, cfg, arch):
-        from megatron_octo.training.model_setup import build_model_and_optimizer
-
         r = cfg.rl
         self.cfg = cfg
         # Its LR (rl.critic_lr) is bound by the RL trainer after any checkpoint load (schedule.py).
@@ -79,7 +80,6 @@ class Critic:
 
     def init_from(self, ckpt_dir: str, **load_kwargs) -> None:
         """The body's weights from an actor (stable, decay, converted or RL) checkpoint; a new head."""
-        from megatron_octo.training import checkpointing as ckpt
 
         ckpt.load(ckpt_dir, self.model, None, with_optimizer=False, layout={"tp": None, "pp": None, "dp": None},
                   skip_model_keys=HEAD_KEYS, **load_kwargs)
@@ -102,7 +102,6 @@ class Critic:
 
     def update(self, batch, minibatch_args: dict) -> dict:
         """The clipped value loss over the actor's mini-batches and epochs; verl's metric names."""
-        from megatron_octo.rl.minibatch import train_minibatches
 
         out = train_minibatches(self.model, self.optimizer, batch, forward_step=self._train_forward,
                                 report_keys=("vf_loss", "vf_clipfrac", "vpred_mean"), **minibatch_args)

@@ -21,6 +21,7 @@ import traceback
 from typing import Callable, Optional, Sequence
 
 from megatron_octo.rl.reward import RewardResult
+from megatron_octo.runtime.procs import die_with_parent
 
 
 def load_reward_fn(spec: str) -> Callable:
@@ -127,8 +128,6 @@ def make_reward_fn(spec: str, timeout: float) -> Callable:
 
 def _worker_main(read_fd: int, write_fd: int, parent_pid: int, spec: str) -> None:
     from multiprocessing.connection import Connection
-
-    from megatron_octo.runtime.procs import die_with_parent
 
     die_with_parent(parent_pid)
     for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):

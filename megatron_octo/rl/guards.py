@@ -22,9 +22,10 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from megatron_octo.rl.reward import uniform_groups
 from megatron_octo.runtime import faults
 from megatron_octo.runtime.distributed import all_reduce_values
-from megatron_octo.training.optimizer_state import ensure_optimizer_state  # noqa: F401 (used as guards.*)
+from megatron_octo.training.optimizer_state import ensure_optimizer_state
 
 
 def at_step_start(step: int) -> None:
@@ -37,7 +38,6 @@ def check_rollout(step: int, batch, rewards, samples_per_prompt: int, *, grpo: b
     """The step's ``fault/*`` metrics, plus ``skip`` (no update this step) and ``stop``
     (rl.nan_policy=stop on non-finite log-probs). May set ``batch.old_log_probs`` to NaN when a
     test injects it."""
-    from megatron_octo.rl.reward import uniform_groups
 
     if faults.loss_fault(step + 1) == "nan":
         batch.old_log_probs = batch.old_log_probs * float("nan")

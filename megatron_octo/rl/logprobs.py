@@ -91,3 +91,41 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
     z = reduce_from_tensor_model_parallel_region(e.sum(dim=-1))
     p_dot_x = reduce_from_tensor_model_parallel_region((e * x).sum(dim=-1)) / z
     return m.squeeze(-1) + torch.log(z) - p_dot_x
+
+
+def pipeline_log_probs(model, tokens: torch.Tensor, micro_batch_size: int, temperature: float = 1.0,
+                       with_entropy: bool = False):
+    """:func:`token_log_probs` (and :func:`token_entropy`) of ``tokens[:, 1:]`` without gradients through
+    megatron's pipeline schedule (``forward_only``): the last stage computes them from its logits, then
+    broadcasts them over the pipeline group, so every stage returns the same ``[b, L-1]`` tensors.
+    ``micro_batch_size`` must divide ``b`` (the schedule's activations have one shape)."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    n, width = tokens.shape
+    if n % micro_batch_size:
+        raise ValueError(f"micro-batch size {micro_batch_size} does not divide the {n} sequences")
+
+    def loss_func(tok, logits):
+        out = {"logp": token_log_probs(logits, tok[:, 1:], temperature)}
+        if with_entropy:
+            out["entropy"] = token_entropy(logits, temperature)
+        return logits.new_zeros(()), out
+
+    def forward_step(data_iterator, m):
+        tok = next(data_iterator)
+        return m(tok[:, :-1], position_ids(tok), None), lambda logits: loss_func(tok, logits)
+
+    micro = list(tokens.split(micro_batch_size))
+    with torch.no_grad():
+        out = get_forward_backward_func()(forward_step_func=forward_step, data_iterator=iter(micro), model=[model],
+                                          num_microbatches=len(micro), seq_length=width - 1,
+                                          micro_batch_size=micro_batch_size, forward_only=True)
+    keys = ("logp", "entropy") if with_entropy else ("logp",)
+    if ps.is_pipeline_last_stage():
+        result = torch.stack([torch.cat([o[k] for o in out]) for k in keys])
+    else:
+        result = torch.empty(len(keys), n, width - 1, dtype=torch.float32, device=tokens.device)
+    dist.broadcast(result, src=ps.get_pipeline_model_parallel_last_rank(),
+                   group=ps.get_pipeline_model_parallel_group())
+    return result[0], (result[1] if with_entropy else None)

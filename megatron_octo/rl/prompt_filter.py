@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch.distributed as dist
+from megatron_octo.eval.prompts import rl_prompt
 
 
 def prompt_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
@@ -31,7 +32,6 @@ def prompt_lengths(tokenizer, texts: Sequence[str]) -> list[int]:
 
 def render_and_filter(cfg, tokenizer, problems) -> tuple[list[str], list[str], int]:
     """(prompts, gold answers, number dropped) for ``rl.template`` and ``rl.max_prompt_length``."""
-    from megatron_octo.eval.prompts import rl_prompt
 
     r = cfg.rl
     texts = [rl_prompt(p.question, r.template) for p in problems]

@@ -29,7 +29,7 @@ import numpy as np
 from megatron_octo.eval.answer import count_boxed, last_boxed
 from megatron_octo.eval.grader import Gold, grade_detailed
 
-__all__ = ["REWARD_VARIANTS", "RewardConfig", "RewardResult", "compute_reward", "compute_rewards", "has_repetition", "uniform_groups"]
+__all__ = ["REWARD_VARIANTS", "RewardConfig", "RewardResult", "compute_reward", "compute_rewards", "has_repetition", "overlong_penalty", "uniform_groups"]
 
 REWARD_VARIANTS = ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty")
 
@@ -215,3 +215,13 @@ def uniform_groups(rewards: Sequence[float], group_size: int) -> list[bool]:
         grp = rewards[g : g + group_size]
         out.append(all(x == grp[0] for x in grp))
     return out
+
+
+def overlong_penalty(length: int, cap: int, buffer: int, penalty: float = 1.0) -> float:
+    """DAPO's soft overlong punishment (arXiv 2503.14476, eq. 13; verl ``reward_model.overlong_buffer``):
+    0 up to ``cap - buffer`` tokens, then falling linearly to ``-penalty`` at ``cap`` (responses are
+    never longer than the cap here: the engine stops there). ``buffer`` 0: no penalty."""
+    if buffer <= 0:
+        return 0.0
+    exceed = length - (cap - buffer)
+    return min(-exceed / buffer * penalty, 0.0)

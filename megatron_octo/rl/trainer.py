@@ -21,22 +21,43 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Optional
 
 import torch
 import torch.distributed as dist
 
-from megatron_octo import config as cfgmod
-from megatron_octo import schedule
+from megatron_octo import config as cfgmod, schedule
+from megatron_octo.eval.benchmarks import load_benchmark
+from megatron_octo.eval.grader import grade_detailed
+from megatron_octo.eval.prompts import rl_prompt, rl_stop
+from megatron_octo.generation import SamplingConfig
+from megatron_octo.generation_dynamic import flash_attn_for_dynamic_engine
+from megatron_octo.generators import make_generator
+from megatron_octo.models import llama
+from megatron_octo.rl import guards
 from megatron_octo.rl.advantages import broadcast_to_tokens, grpo_advantages
 from megatron_octo.rl.checks import validate_rl
+from megatron_octo.rl.critic import Critic
+from megatron_octo.rl.custom_reward import custom_rewards, make_reward_fn
+from megatron_octo.rl.guards import on_first_tp_rank
 from megatron_octo.rl.length_schedule import max_response_length, parse_stairs
-from megatron_octo.rl.logprobs import position_ids, token_entropy, token_log_probs
-from megatron_octo.runtime import capability, simulated_gpu
+from megatron_octo.rl.logprobs import pipeline_log_probs, position_ids, token_entropy, token_log_probs
+from megatron_octo.rl.dynamic_sampling import count_useful, select_groups
+from megatron_octo.rl.losses import agg_denominator, agg_parts, kl_penalty, policy_loss, rows_in_loss
+from megatron_octo.rl.minibatch import train_minibatches
+from megatron_octo.rl.ppo import critic_data_metrics, gae_advantages
+from megatron_octo.rl.prompt_filter import render_and_filter
+from megatron_octo.rl.reward import compute_rewards, overlong_penalty, RewardConfig, uniform_groups
+from megatron_octo.rl.rollout_correction import logprob_diff, rollout_is_weights
+from megatron_octo.runtime import capability, distributed as rt, simulated_gpu
 from megatron_octo.runtime.distributed import device
-from megatron_octo.rl.losses import kl_penalty, policy_loss
+from megatron_octo.runtime.signals import SignalFlag
+from megatron_octo.checkpoint import save_load as ckpt
+from megatron_octo.training.metrics import MetricsWriter
+from megatron_octo.training.model_setup import build_model_and_optimizer
+from megatron_octo.training.trainer import EXIT_NAN, EXIT_SIGNALLED
 
 
 @dataclass
@@ -89,27 +110,46 @@ class Batch:
     extras: dict = field(default_factory=dict)
     values: Optional[torch.Tensor] = None  # PPO: the critic's values at rollout time [n, L-1]
     returns: Optional[torch.Tensor] = None  # PPO: GAE returns [n, L-1]
+    rollout_log_probs: Optional[torch.Tensor] = None  # the rollout engine's, on the response labels [n, L-1]
+    is_weights: Optional[torch.Tensor] = None  # rl.rollout_is weights [n, L-1]
 
     def slice(self, idx: slice) -> "Batch":
         pick = lambda t: None if t is None else t[idx]
         return Batch(self.tokens[idx], self.mask[idx], self.advantages[idx], pick(self.old_log_probs),
-                     pick(self.ref_log_probs), values=pick(self.values), returns=pick(self.returns))
+                     pick(self.ref_log_probs), values=pick(self.values), returns=pick(self.returns),
+                     rollout_log_probs=pick(self.rollout_log_probs), is_weights=pick(self.is_weights))
+
+    def select(self, rows: list[int], width: int) -> "Batch":
+        """Rows ``rows`` trimmed to ``width`` tokens (``width - 1`` labels): a packed micro-batch."""
+        idx = torch.tensor(rows, device=self.tokens.device)
+        pick = lambda t: None if t is None else t[idx, :width - 1]
+        return Batch(self.tokens[idx, :width], pick(self.mask), pick(self.advantages), pick(self.old_log_probs),
+                     pick(self.ref_log_probs), values=pick(self.values), returns=pick(self.returns),
+                     rollout_log_probs=pick(self.rollout_log_probs), is_weights=pick(self.is_weights))
 
 
-def build_batch(prompt_tokens: list[list[int]], response_tokens: list[list[int]], advantages: torch.Tensor) -> Batch:
-    """The batch on ``advantages``' device (the model's): filled on the host, copied over once."""
+def build_batch(prompt_tokens: list[list[int]], response_tokens: list[list[int]], advantages: torch.Tensor,
+                rollout_log_probs: Optional[list] = None) -> Batch:
+    """The batch on ``advantages``' device (the model's): filled on the host, copied over once.
+    ``rollout_log_probs``: the engine's per-token log-probs of each response (None if it gave none)."""
     lengths = [len(p) + len(r) for p, r in zip(prompt_tokens, response_tokens)]
     width = max(lengths)
     n = len(lengths)
     tokens = torch.zeros(n, width, dtype=torch.long)
     mask = torch.zeros(n, width - 1)
+    have_lp = rollout_log_probs is not None and all(
+        lp is not None and len(lp) == len(r) for lp, r in zip(rollout_log_probs, response_tokens))
+    rollout_lp = torch.zeros(n, width - 1) if have_lp else None
     for i, (p, r) in enumerate(zip(prompt_tokens, response_tokens)):
         seq = p + r
         tokens[i, :len(seq)] = torch.tensor(seq)
         # label position t predicts tokens[t+1]; response tokens are labels len(p)-1 .. len(seq)-2
         mask[i, len(p) - 1:len(seq) - 1] = 1.0
+        if have_lp and r:
+            rollout_lp[i, len(p) - 1:len(seq) - 1] = torch.tensor(rollout_log_probs[i], dtype=torch.float32)
     tokens, mask = tokens.to(advantages.device), mask.to(advantages.device)
-    return Batch(tokens=tokens, mask=mask, advantages=broadcast_to_tokens(advantages, mask))
+    return Batch(tokens=tokens, mask=mask, advantages=broadcast_to_tokens(advantages, mask),
+                 rollout_log_probs=rollout_lp.to(advantages.device) if have_lp else None)
 
 
 class RLTrainer:
@@ -121,15 +161,6 @@ class RLTrainer:
     def setup(self):
         from megatron.core import parallel_state as ps
 
-        from megatron_octo.generators import make_generator
-        from megatron_octo.generation_dynamic import flash_attn_for_dynamic_engine
-        from megatron_octo.models import llama
-        from megatron_octo.rl.reward import RewardConfig
-        from megatron_octo.runtime import distributed as rt
-        from megatron_octo.training import checkpointing as ckpt
-        from megatron_octo.training.metrics import MetricsWriter
-        from megatron_octo.training.model_setup import build_model_and_optimizer
-
         cfg, r = self.cfg, self.cfg.rl
         le = rt.launch_env()
         rt.install_device_mode()
@@ -140,12 +171,14 @@ class RLTrainer:
         self.rollout_engine = cfgmod.resolve_rollout_engine(r.rollout_engine, have_gpu=gpu, have_flash_attn=have_fa)
         graphs = self.rollout_engine == "dynamic" and r.cuda_graphs
         self.stairs = parse_stairs(dict(r.max_response_length))
+        # seq-mean-token-sum-norm's constant divisor (Dr. GRPO: the generation budget, fixed for the run).
+        self.loss_scale_factor = float(r.loss_scale_factor or max(v for _, v in self.stairs))
+        self.prompts_drawn = r.prompts_per_step
         self.tokenizer = llama.load_tokenizer(cfg)
         problems = load_prompts(r.prompts, r.question_key, r.answer_key)
 
         # CUDA graphs need megatron's graph-safe RNG tracker from the start.
         rt.initialize(cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.cp, seed=r.seed, cudagraphable_rng=graphs)
-        from megatron_octo.rl.prompt_filter import render_and_filter
 
         # Token counts shared out over the ranks; over-length prompts dropped (counted, logged).
         self.prompts, self.golds, self.dropped = render_and_filter(cfg, self.tokenizer, problems)
@@ -155,6 +188,7 @@ class RLTrainer:
         self.world = dist.get_world_size()
         self.dp = cfgmod.data_parallel_size(cfg, self.world)
         self.dp_rank = ps.get_data_parallel_rank()
+        self.dp_group = ps.get_data_parallel_group(with_context_parallel=True)
         self.is_last_stage = ps.is_pipeline_last_stage()
         self.is_log_rank = dist.get_rank() == self.world - 1
         self.arch = llama.run_architecture(cfg, self.tokenizer)
@@ -163,8 +197,6 @@ class RLTrainer:
         self.layout = {"tp": cfg.parallel.tp, "pp": cfg.parallel.pp, "dp": self.dp}
         self.critic = None
         if r.algorithm == "ppo":
-            from megatron_octo.rl.critic import Critic
-
             self.critic = Critic(cfg, self.arch)
 
         self.state = ckpt.TrainerState(stage="rl", run_name=cfg.run_name, layout=dict(self.layout))
@@ -207,8 +239,6 @@ class RLTrainer:
         self.reward_cfg = RewardConfig(variant=r.reward_variant, timeout=r.grade_timeout)
         self.reward_fn = None
         if r.reward_fn is not None:
-            from megatron_octo.rl.custom_reward import make_reward_fn
-
             # In a worker process under rl.reward_timeout (a hanging function cannot stall the run).
             self.reward_fn = make_reward_fn(r.reward_fn, r.reward_timeout)
         tb = cfg.logging.tensorboard_dir or (os.path.join(cfg.checkpoint.save, "tensorboard")
@@ -229,35 +259,68 @@ class RLTrainer:
         return keys
 
     # ----- one step -------------------------------------------------------------------------
-    def _rollout(self, step: int):
-        from megatron_octo.eval.prompts import rl_stop
-        from megatron_octo.generation import SamplingConfig
-        from megatron_octo.rl.guards import on_first_tp_rank
-        from megatron_octo.rl.reward import compute_rewards
-
+    def _rollout(self, step: int, rnd: int = 0):
+        """Sampling round ``rnd`` of the step (rounds after the first: rl.dynamic_sampling's refills,
+        the next prompts of the stream); rewards with the overlong penalty (rl.overlong_buffer)."""
         r = self.cfg.rl
-        idx = prompt_order(len(self.prompts), self.state.consumed_samples, r.prompts_per_step, r.seed)
+        idx = prompt_order(len(self.prompts), self.state.consumed_samples + rnd * r.prompts_per_step,
+                           r.prompts_per_step, r.seed)
         mine = idx[self.dp_rank::self.dp]
         cap = max_response_length(step, self.stairs)
-        # The same stream on every TP/PP rank of this DP replica; distinct across replicas and steps.
-        self.generator.reseed(r.seed + 7919 * step + 104729 * self.dp_rank)
+        # The same stream on every TP/PP rank of this DP replica; distinct across replicas, steps, rounds.
+        self.generator.reseed(r.seed + 7919 * step + 104729 * self.dp_rank + 15485863 * rnd)
+        # The engine's own log-probs of the sampled tokens: training/rollout_logprob_diff, rl.rollout_is.
         gens = self.generator.generate([self.prompts[i] for i in mine], SamplingConfig(
             max_new_tokens=cap, temperature=r.temperature, top_p=r.top_p, n=r.samples_per_prompt,
-            stop=list(rl_stop(r.template))))
+            stop=list(rl_stop(r.template)), return_log_probs=True))
         flat = [g for per in gens for g in per]
         golds = [self.golds[i] for i in mine for _ in range(r.samples_per_prompt)]
         if self.reward_fn is not None:
-            from megatron_octo.rl.custom_reward import custom_rewards
-
             reward = partial(custom_rewards, self.reward_fn, [g.text for g in flat], golds, r.reward_timeout_score)
         else:
             reward = partial(compute_rewards, [g.text for g in flat], golds, self.reward_cfg)
         # Graded once per replica: time-outs cannot make its tensor-parallel ranks disagree.
-        return mine, flat, on_first_tp_rank(reward), cap
+        rewards = on_first_tp_rank(reward)
+        if r.overlong_buffer > 0:
+            rewards = [replace(x, score=x.score + overlong_penalty(len(g.tokens), cap, r.overlong_buffer,
+                                                                  r.overlong_penalty))
+                       for x, g in zip(rewards, flat)]
+        return mine, flat, rewards, cap
+
+    def _dynamic_sampling(self, step: int, first: tuple) -> tuple:
+        """rl.dynamic_sampling: rounds of rl.prompts_per_step prompts until every DP rank holds its
+        share of groups with varied scores (or rl.max_sampling_rounds); returns this rank's
+        ``(flat, rewards, useful per sample, metrics)`` (rl/dynamic_sampling.py)."""
+        r = self.cfg.rl
+        k = r.samples_per_prompt
+        target = r.prompts_per_step // self.dp
+        rounds = [first]
+        scores = lambda: [[x.score for x in rw] for _, _, rw, _ in rounds]
+        while len(rounds) < r.max_sampling_rounds:
+            # The fewest useful groups of any DP rank decides: every rank draws the same rounds.
+            (neg,) = rt.all_reduce_values([-float(count_useful(scores(), k))], "max", self.dp_group)
+            if -neg >= target:
+                break
+            rounds.append(self._rollout(step, len(rounds)))
+        picked = select_groups(scores(), k, target)
+        flat = [g for rd, grp, _ in picked for g in rounds[rd][1][grp * k:(grp + 1) * k]]
+        rewards = [x for rd, grp, _ in picked for x in rounds[rd][2][grp * k:(grp + 1) * k]]
+        useful = [ok for _, _, ok in picked for _ in range(k)]
+        kept, drawn = rt.all_reduce_values([float(sum(ok for _, _, ok in picked)), float(len(rounds) * target)],
+                                           group=self.dp_group)
+        useful_drawn, = rt.all_reduce_values([float(count_useful(scores(), k))], group=self.dp_group)
+        self.prompts_drawn = len(rounds) * r.prompts_per_step
+        return flat, rewards, useful, {
+            "dynamic_sampling/rounds": float(len(rounds)), "dynamic_sampling/groups_kept": kept,
+            "dynamic_sampling/groups_filtered": drawn - useful_drawn,
+            "dynamic_sampling/groups_short": r.prompts_per_step - kept}
 
     def _forward_log_probs(self, model, batch: Batch, with_entropy: bool = False):
-        """Per-token log-probs of batch.tokens[:, 1:] (and entropy) without gradients, micro-batched."""
+        """Per-token log-probs of batch.tokens[:, 1:] (and entropy) without gradients, micro-batched;
+        with pipeline stages through megatron's schedule, every stage getting the last stage's values."""
         r = self.cfg.rl
+        if self.cfg.parallel.pp > 1:
+            return pipeline_log_probs(model, batch.tokens, r.micro_batch_size, r.temperature, with_entropy)
         outs, ents = [], []
         with torch.no_grad():
             for start in range(0, batch.tokens.shape[0], r.micro_batch_size):
@@ -273,15 +336,15 @@ class RLTrainer:
         r = self.cfg.rl
         return dict(rows_per_minibatch=r.mini_batch_prompts // self.dp * r.samples_per_prompt,
                     micro_batch_size=r.micro_batch_size, epochs=r.ppo_epochs, dp=self.dp,
-                    is_last_stage=self.is_last_stage)
+                    is_last_stage=self.is_last_stage, micro_batch_tokens=r.micro_batch_tokens)
 
     def _update(self, batch: Batch) -> dict:
         """ppo_epochs x mini-batches of clipped-surrogate updates; returns mean metrics."""
-        from megatron_octo.rl.minibatch import train_minibatches
 
+        mode = self.cfg.rl.loss_agg_mode
         return train_minibatches(self.model, self.optimizer, batch, forward_step=self._train_forward,
                                  report_keys=("pg_loss", "clip_fraction", "approx_kl", "entropy", "kl"),
-                                 **self._minibatch_args())
+                                 denominator=lambda mb: agg_denominator(mb.mask, mode), **self._minibatch_args())
 
     def _train_forward(self, data_iterator, model, scale: float):
         mb: Batch = next(data_iterator)
@@ -294,13 +357,14 @@ class RLTrainer:
         r = self.cfg.rl
         logp = token_log_probs(logits, mb.tokens[:, 1:], r.temperature)
         m = mb.mask
-        pg = policy_loss(logp, mb.old_log_probs, mb.advantages, m, clip_low=r.clip_low, clip_high=r.clip_high)
+        pg = policy_loss(logp, mb.old_log_probs, mb.advantages, m, clip_low=r.clip_low, clip_high=r.clip_high,
+                         kind=r.policy_loss, loss_agg_mode=r.loss_agg_mode, scale_factor=self.loss_scale_factor,
+                         is_weights=mb.is_weights)
         ntok = m.sum()
-        # Sums over this micro-batch's tokens; `scale` makes them the token mean of the mini-batch.
-        loss_sum = pg.loss * ntok
+        token_loss = pg.token_loss
         if r.entropy_coef > 0:
             ent = token_entropy(logits, r.temperature)
-            loss_sum = loss_sum - r.entropy_coef * (ent * m).sum()
+            token_loss = token_loss - r.entropy_coef * ent
         else:  # a metric only: no autograd graph over [batch, seq, vocab]
             with torch.no_grad():
                 ent = token_entropy(logits.detach(), r.temperature)
@@ -308,9 +372,12 @@ class RLTrainer:
         if self.ref is not None:
             kl_tok = kl_penalty(logp, mb.ref_log_probs, r.kl_estimator)
             kl_sum = (kl_tok * m).sum()
-            loss_sum = loss_sum + r.kl_coef * kl_sum
+            token_loss = token_loss + r.kl_coef * kl_tok
+        # This micro-batch's share of the rl.loss_agg_mode numerator (all terms aggregated alike, as
+        # verl); `scale` divides by the mini-batch's denominator (its tokens under token-mean).
+        loss_sum, _ = agg_parts(token_loss, m, r.loss_agg_mode, self.loss_scale_factor)
         report = {
-            "pg_loss": (pg.loss.detach() * ntok, ntok), "clip_fraction": (pg.clip_fraction * ntok, ntok),
+            "pg_loss": ((pg.token_loss.detach() * m).sum(), ntok), "clip_fraction": (pg.clip_fraction * ntok, ntok),
             "approx_kl": (pg.approx_kl * ntok, ntok), "entropy": ((ent.detach() * m).sum(), ntok),
             "kl": (kl_sum.detach(), ntok),
         }
@@ -319,14 +386,15 @@ class RLTrainer:
     def step(self, step: int) -> dict:
         from megatron.core import parallel_state as ps
 
-        from megatron_octo.rl.reward import uniform_groups
-
-        from megatron_octo.rl import guards
-
         r = self.cfg.rl
         guards.at_step_start(step)
         t0 = time.perf_counter()
-        mine, flat, rewards, cap = self._rollout(step)
+        first = self._rollout(step)
+        _, flat, rewards, cap = first
+        useful, sampling = None, {}
+        self.prompts_drawn = r.prompts_per_step
+        if r.dynamic_sampling:
+            flat, rewards, useful, sampling = self._dynamic_sampling(step, first)
         t_rollout = time.perf_counter() - t0
         # On the model's device: they meet its outputs in the advantages and NCCL's all-reduce below.
         dev = device()
@@ -343,7 +411,14 @@ class RLTrainer:
             keep = torch.tensor([u for u in uniform for _ in range(r.samples_per_prompt)], device=dev).logical_not()
             # Removed groups keep their place (the batch shape stays fixed) with zero advantage.
             adv = adv * keep
-        batch = build_batch([g.prompt_tokens for g in flat], [g.tokens for g in flat], adv)
+        if useful is not None:  # rl.dynamic_sampling's filler groups (a short batch): out of the loss
+            keep = torch.tensor(useful, device=dev)
+            adv = adv * keep
+        batch = build_batch([g.prompt_tokens for g in flat], [g.tokens for g in flat], adv,
+                            rollout_log_probs=[g.log_probs for g in flat])
+        # Dynamic sampling's fillers and (rl.overlong_filter) truncated responses: out of the loss.
+        rows = rows_in_loss(keep if useful is not None else None, clipped > 0, r.overlong_filter)
+        batch.mask = batch.mask * rows.view(-1, 1).to(batch.mask.dtype)
         t1 = time.perf_counter()
         self.model.eval()
         batch.old_log_probs, _ = self._forward_log_probs(self.model.module, batch)
@@ -351,6 +426,7 @@ class RLTrainer:
             batch.ref_log_probs, _ = self._forward_log_probs(self.ref, batch)
         self.model.train()
         t_logp = time.perf_counter() - t1
+        correction = self._rollout_correction(batch)
         # Non-finite log-probs, all-uniform rewards, timed-out rewards: see rl/guards.py.
         fault = guards.check_rollout(step, batch, rewards, r.samples_per_prompt, grpo=self.critic is None,
                                      other_loss_terms=r.entropy_coef > 0 or self.ref is not None,
@@ -394,16 +470,34 @@ class RLTrainer:
             "actor/lr": schedule.applied_lr(self.optimizer), "groups/removed": float(sums[6]),
             "perf/rollout_tokens_per_sec": float(sums[2]) / max(t_rollout, 1e-9) / self.dp,
             "perf/train_tokens_per_sec": float(sums[5]) * r.ppo_epochs / max(t_update, 1e-9) / self.dp,
+            **sampling, **correction,
             "timing/rollout_s": t_rollout, "timing/old_log_prob_s": t_logp, "timing/update_s": t_update,
             "timing/step_s": elapsed, **ppo, **fault, "fault/skipped_updates": self.state.skipped_iterations,
             **simulated_gpu.step_counts(),  # host<->device traffic (OCTO_SIMULATE_GPU=1 only)
         }
 
+    def _rollout_correction(self, batch: Batch) -> dict:
+        """training/rollout_logprob_diff (mean, max over every DP rank's response tokens), then
+        rl.rollout_is's weights (and for mis the mask) into ``batch`` (rl/rollout_correction.py)."""
+        r = self.cfg.rl
+        if batch.rollout_log_probs is None:
+            if r.rollout_is != "none":
+                raise RuntimeError("rl.rollout_is needs the rollout engine's log-probs; it returned none")
+            return {}
+        d_sum, d_max = logprob_diff(batch.old_log_probs, batch.rollout_log_probs, batch.mask)
+        total, n = rt.all_reduce_values([float(d_sum), float(batch.mask.sum())], group=self.dp_group)
+        (mx,) = rt.all_reduce_values([float(d_max)], "max", self.dp_group)
+        batch.is_weights, batch.mask = rollout_is_weights(batch.old_log_probs, batch.rollout_log_probs, batch.mask,
+                                                          r.rollout_is, r.rollout_is_threshold)
+        out = {"training/rollout_logprob_diff": total / max(n, 1.0), "training/rollout_logprob_diff_max": mx}
+        if r.rollout_is == "mis":
+            (after,) = rt.all_reduce_values([float(batch.mask.sum())], group=self.dp_group)
+            out["training/rollout_is_masked_fraction"] = 1.0 - after / max(n, 1.0)
+        return out
+
     def _critic_values(self, batch: Batch, scores: torch.Tensor, keep: torch.Tensor) -> dict:
         """PPO: the critic's values of the rollouts, then GAE advantages and returns, into ``batch``."""
         from megatron.core import parallel_state as ps
-
-        from megatron_octo.rl.ppo import critic_data_metrics, gae_advantages
 
         r = self.cfg.rl
         t0 = time.perf_counter()
@@ -418,10 +512,6 @@ class RLTrainer:
     # ----- loop -------------------------------------------------------------------------------
     def validate(self) -> dict:
         """Greedy accuracy on held-out sets with the RL template (rewards <= 0 count as wrong)."""
-        from megatron_octo.eval.benchmarks import load_benchmark
-        from megatron_octo.eval.grader import grade_detailed
-        from megatron_octo.eval.prompts import rl_prompt, rl_stop
-        from megatron_octo.generation import SamplingConfig
 
         r = self.cfg.rl
         out = {}
@@ -437,8 +527,6 @@ class RLTrainer:
         return out
 
     def save(self) -> Optional[str]:
-        from megatron_octo.training import checkpointing as ckpt
-
         if not self.cfg.checkpoint.save:
             return None
         self.state.layout = dict(self.layout, world_size=self.world)
@@ -452,8 +540,6 @@ class RLTrainer:
     def train(self) -> list[dict]:
         """Run to rl.steps; ``self.exit_code``: 0 done, 75 (EXIT_SIGNALLED) saved after SIGTERM/SIGUSR1
         at the end of the current step, 3 (EXIT_NAN) stopped under rl.nan_policy=stop."""
-        from megatron_octo.runtime.signals import SignalFlag
-        from megatron_octo.training.trainer import EXIT_NAN, EXIT_SIGNALLED
 
         r = self.cfg.rl
         history = []
@@ -484,7 +570,7 @@ class RLTrainer:
                     break
                 self.state.stage_iteration += 1
                 self.state.iteration += 1
-                self.state.consumed_samples += r.prompts_per_step
+                self.state.consumed_samples += self.prompts_drawn  # > prompts_per_step after refills
                 done = self.state.stage_iteration
                 if r.val_interval and done % r.val_interval == 0:
                     metrics.update(self.validate())

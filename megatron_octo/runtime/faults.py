@@ -32,6 +32,7 @@ import os
 import re
 import signal
 from typing import Optional
+from megatron_octo.config import ConfigError
 
 ENV = "OCTO_FAULT_INJECT"
 POINTS = ("step", "save:begin", "save:after_model_write", "save:write", "save:before_rename",
@@ -56,8 +57,6 @@ def plan() -> list[tuple[str, Optional[int], Optional[int], str]]:
         action = (m.group("action") or "kill") if m else None
         if m is None or m.group("point") not in POINTS or (
                 action not in PROCESS_ACTIONS and not (action in LOSS_ACTIONS and m.group("point") == "step")):
-            from megatron_octo.config import ConfigError
-
             raise ConfigError(f"environment variable {ENV}: cannot use {item!r}; expected POINT[:N][@RANK][=ACTION] "
                               f"with POINT in {', '.join(POINTS)} and ACTION in {', '.join(PROCESS_ACTIONS)} "
                               f"(or {', '.join(LOSS_ACTIONS)} for step)")

@@ -9,7 +9,7 @@ from typing import Optional
 from megatron_octo import config as cfgmod
 from megatron_octo.data.mixture import check_data
 from megatron_octo.models.llama import check_layout
-from megatron_octo.training.checkpoint_layout import resume_dir
+from megatron_octo.checkpoint.layout import resume_dir
 
 
 def validate(cfg, world_size: int, *, have_gpu: bool, have_te: bool, capability: Optional[tuple] = None) -> None:

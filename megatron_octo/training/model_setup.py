@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from megatron_octo.models import llama
 
 
 @dataclass
@@ -26,8 +27,6 @@ def build_model_and_optimizer(cfg, arch, *, model=None) -> ModelAndOptimizer:
     from megatron.core.distributed import (DistributedDataParallel, DistributedDataParallelConfig,
                                            finalize_model_grads)
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
-
-    from megatron_octo.models import llama
 
     gpu = torch.cuda.is_available()
     par = cfg.parallel

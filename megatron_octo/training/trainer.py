@@ -26,9 +26,9 @@ from megatron_octo.models import llama
 from megatron_octo.runtime import distributed as rt
 from megatron_octo.runtime import capability, faults, simulated_gpu
 from megatron_octo.runtime.signals import SignalFlag
-from megatron_octo.training import checkpointing as ckpt
+from megatron_octo.checkpoint import save_load as ckpt
 from megatron_octo.training import checks
-from megatron_octo.training import integrity
+from megatron_octo.checkpoint import integrity
 from megatron_octo.training.model_setup import build_model_and_optimizer
 from megatron_octo.training.optimizer_state import ensure_optimizer_state
 from megatron_octo.training.metrics import (MetricsWriter, format_line, memory_gb,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
-from megatron_octo.training.checkpointing import read_trainer_state, latest_checkpoint
+from megatron_octo.checkpoint.save_load import read_trainer_state, latest_checkpoint
 from tests.helpers import (ROOT, env_for_subprocess, read_metrics, run, tiny_recipe, tiny_rl_overrides,
                            write_indexed_dataset)
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from megatron_octo.demo import SMOKE
-from megatron_octo.training.checkpointing import latest_checkpoint, read_trainer_state
+from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
 from tests.helpers import read_scalars, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

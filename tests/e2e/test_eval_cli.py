@@ -99,3 +99,46 @@ def test_bad_input_is_a_clear_error(checkpoint, args, fragment):
     assert res.returncode == 2, res.stderr[-2000:]
     assert fragment in res.stderr and res.stderr.startswith("error:")
     assert not (checkpoint / "bad" / "summary.json").exists()
+
+
+def test_kv_cache_is_sized_for_the_longest_prompt_plus_new_tokens(checkpoint):
+    """Without --max-seq-len the static engine's KV buffers (read from megatron's context after the run) hold
+    the longest rendered prompt + --max-new-tokens, not max_position_embeddings (4096 for the tiny model)."""
+    from megatron_octo.models.llama import PRESETS
+    from tokenization.megatron_wrappers import load_tokenizer
+    from tests.helpers import ROOT
+
+    out = checkpoint / "ev_kv"
+    res = run([sys.executable, "tests/scripts/eval_kv_shape.py", "--checkpoint", str(checkpoint / "ckpt"),
+               "--benchmarks", "gsm8k,amc23", "--limit", "2", "--max-new-tokens", "8", "--batch-size", "3",
+               "--out", str(out)], timeout=400, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    seen = json.loads(res.stdout.strip().splitlines()[-1])
+    assert seen["rc"] == 0
+    tok = load_tokenizer(str(ROOT / "data/tokenizer/octo_sp8k.model"), "sentencepiece")
+    longest = max(len(tok.tokenize(json.loads(line)["prompt"]))
+                  for name in ("gsm8k", "amc23") for line in open(out / f"{name}.jsonl"))
+    tiny = PRESETS["tiny"]
+    assert longest + 8 < tiny.max_position_embeddings
+    assert seen["shapes"] == [[longest + 8, 3, tiny.num_query_groups, tiny.kv_channels]], (seen, longest)
+    assert seen["buffers"] == 2 * tiny.num_layers
+
+
+def test_dp2_shards_prompts_and_writes_what_dp1_writes(checkpoint):
+    """Two processes at TP=1 are two data-parallel replicas: each generates every other prompt (3 per
+    benchmark: uneven shards), rank 0 gathers them; the per-sample JSONL equals one process's byte for byte."""
+    common = ["--checkpoint", str(checkpoint / "ckpt"), "--benchmarks", "gsm8k,amc23", "--limit", "3",
+              "--max-new-tokens", "16"]
+    one, two = checkpoint / "ev_dp1", checkpoint / "ev_dp2"
+    res = _eval([*common, "--out", str(one)])
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    res = _eval([*common, "--out", str(two)], nproc=2)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    for shard in ("rank 0 of 2: generated 2 of 3", "rank 1 of 2: generated 1 of 3"):
+        assert res.stdout.count(f"[eval] data-parallel {shard} prompts") == 2, res.stdout[-3000:]  # per benchmark
+    for name in ("gsm8k", "amc23"):
+        a, b = (one / f"{name}.jsonl").read_text(), (two / f"{name}.jsonl").read_text()
+        assert len(a.splitlines()) == 3 and a == b, name
+    assert any(json.loads(line)["response"].strip() for line in (one / "gsm8k.jsonl").read_text().splitlines())
+    s1, s2 = (json.loads((d / "summary.json").read_text())["benchmarks"] for d in (one, two))
+    assert s1 == s2

@@ -296,7 +296,7 @@ def test_converted_checkpoint_starts_an_rl_run(tmp_path):
     """A Hugging Face model imported with convert_from_hf is a starting point for RL too: a PPO step
     (the actor and the critic both initialised from the converted weights) runs and saves."""
     from megatron_octo.models.hf_config import arch_from_hf_config, model_overrides, read_hf_config
-    from megatron_octo.training.checkpointing import latest_checkpoint, read_trainer_state
+    from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
 
     hf = make_hf_model(tmp_path / "hf", vocab_size=8192)  # the bundled SentencePiece tokenizer's size
     from_hf(hf, "--out", tmp_path / "mg")

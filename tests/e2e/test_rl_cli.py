@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from megatron_octo.training.checkpointing import latest_checkpoint, read_trainer_state
+from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
 from tests.helpers import ROOT, read_metrics, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

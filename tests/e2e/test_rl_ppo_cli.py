@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from megatron_octo.training.checkpointing import TRACKER, iter_dir_name, latest_checkpoint, read_trainer_state
+from megatron_octo.checkpoint.save_load import TRACKER, iter_dir_name, latest_checkpoint, read_trainer_state
 from tests.helpers import ROOT, checkpoint_tensors, read_metrics, run, run_train, tiny_rl_overrides
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]

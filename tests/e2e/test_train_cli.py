@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from megatron_octo.training.checkpointing import latest_checkpoint, read_trainer_state
+from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
 from tests.helpers import (ROOT, env_for_subprocess, read_metrics, run, run_train, tiny_recipe, train_cmd,
                            write_indexed_dataset)
 

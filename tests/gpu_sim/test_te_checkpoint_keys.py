@@ -24,7 +24,7 @@ from torch.distributed.checkpoint import FileSystemReader
 
 from megatron_octo import config as cfgmod
 from megatron_octo.models import llama
-from megatron_octo.training.checkpointing import latest_checkpoint
+from megatron_octo.checkpoint.save_load import latest_checkpoint
 from tests.helpers import ROOT, run
 
 pytestmark = pytest.mark.gpu_sim

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from megatron_octo.training import integrity
-from megatron_octo.training.checkpointing import read_trainer_state
+from megatron_octo.checkpoint import integrity
+from megatron_octo.checkpoint.save_load import read_trainer_state
 from tests.reliability.faultlib import (STEPS, TOKENS, assert_same_tensors, checkpoint_tensors, lineage, tracker,
                                        train)
 

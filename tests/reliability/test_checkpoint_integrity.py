@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from megatron_octo.training import integrity
-from megatron_octo.training.checkpointing import CheckpointError, read_trainer_state
+from megatron_octo.checkpoint import integrity
+from megatron_octo.checkpoint.save_load import CheckpointError, read_trainer_state
 from tests.reliability.faultlib import (STEPS, TOKENS, assert_same_tensors, checkpoint_tensors, copy_run, lineage,
                                        tracker, train)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from megatron_octo.training.checkpointing import read_trainer_state
+from megatron_octo.checkpoint.save_load import read_trainer_state
 from tests.reliability.faultlib import checkpoint_tensors, copy_run, lineage, train
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(900)]

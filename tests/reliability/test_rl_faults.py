@@ -21,7 +21,7 @@ import torch
 from megatron_octo.rl.custom_reward import RewardWorker, custom_rewards
 from megatron_octo.rl.guards import check_rollout
 from megatron_octo.rl.reward import RewardResult
-from megatron_octo.training.checkpointing import latest_checkpoint, read_trainer_state
+from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
 from tests.helpers import ROOT, checkpoint_tensors, read_metrics
 from tests.reliability.faultlib import launch, tracker
 

@@ -13,7 +13,7 @@ import pickle
 import pytest
 import torch
 
-from megatron_octo.training import integrity
+from megatron_octo.checkpoint import integrity
 from tests.reliability.faultlib import copy_run, train
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -16,7 +16,7 @@ from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParall
 from megatron_octo import config as cfgmod
 from megatron_octo.models import llama
 from megatron_octo.runtime import distributed as rt
-from megatron_octo.training import checkpointing as ckpt
+from megatron_octo.checkpoint import save_load as ckpt
 
 ANY_LAYOUT = {"tp": None, "pp": None, "dp": None}
 

@@ -147,3 +147,41 @@ def test_rl_dry_run_validates_the_paper_recipe(tmp_path, branch, recipe, stairs)
     # the preflight applies the trainer's batch checks against the world size
     res, _ = _script("rl_grpo.sh", tmp_path, OCTO_BRANCH=branch, OCTO_TOKENIZER=tokenizer, OCTO_NODES=3)
     assert res.returncode == 2 and "rl.mini_batch_prompts" in res.stderr, res.stderr
+
+
+def _in_job(tmp_path, demo_data, **extra):
+    """The stage script as the batch shell of job 4242 on node1 with 2 tasks (dry run: prints the srun line)."""
+    stub = tmp_path / "bin"
+    stub.mkdir(exist_ok=True)
+    (stub / "scontrol").write_text("#!/bin/sh\necho node1\n")  # `scontrol show hostnames` without a controller
+    (stub / "scontrol").chmod(0o755)
+    env = dict(OCTO_PROFILE="cpu", OCTO_DATA=demo_data, SLURM_JOB_ID="4242", SLURM_JOB_NODELIST="node1",
+               SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_CPUS_PER_TASK="1", SLURM_JOB_NAME="octo-stable",
+               PATH=f"{stub}:{os.environ.get('PATH', '')}", **extra)
+    res, _ = _script("stable_200b.sh", tmp_path, args=["train.tokens=8192"], **env)
+    assert res.returncode == 0, res.stderr
+    lines = [line.split() for line in res.stdout.splitlines() if line.startswith("srun ")]
+    assert len(lines) == 1, res.stdout
+    return lines[0]
+
+
+def test_dry_run_srun_line_carries_the_container_flags(tmp_path, demo_data):
+    out = tmp_path / "out"
+    words = _in_job(tmp_path, demo_data, OCTO_CONTAINER="/images/octo+25.11.sqsh",
+                    OCTO_CONTAINER_MOUNTS="/data:/data,/ckpt:/ckpt:ro")
+    launcher = words.index(str(ROOT / "launch_slurm" / "node_launch.py"))
+    srun_opts = words[:launcher - 1]   # srun's own options end at the interpreter
+    assert "--container-image=/images/octo+25.11.sqsh" in srun_opts, words
+    assert f"--container-workdir={ROOT}" in srun_opts, words
+    mounts = [w for w in srun_opts if w.startswith("--container-mounts=")]
+    assert len(mounts) == 1, words
+    pairs = mounts[0].split("=", 1)[1].split(",")
+    assert f"{ROOT}:{ROOT}" in pairs and f"{out}:{out}" in pairs, pairs   # checkout + output at the same paths
+    assert "/data:/data" in pairs and "/ckpt:/ckpt:ro" in pairs, pairs
+    # the workers use the container's interpreter, not the host's venv
+    assert words[launcher - 1] == "python", words
+    assert "--nnodes=2" in words and "--rdzv-endpoint=node1:" in " ".join(words), words
+    # without OCTO_CONTAINER: no pyxis options, the host interpreter
+    plain = _in_job(tmp_path, demo_data)
+    assert not [w for w in plain if w.startswith("--container")], plain
+    assert plain[plain.index(str(ROOT / "launch_slurm" / "node_launch.py")) - 1] != "python", plain

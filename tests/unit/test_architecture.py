@@ -25,8 +25,7 @@ LAYERS = [
     ("runtime", ["megatron_octo.runtime"]),
     ("tokenization", ["tokenization"]),
     ("data", ["megatron_octo.data"]),
-    ("checkpoint", ["megatron_octo.training.checkpoint_layout", "megatron_octo.training.integrity",
-                    "megatron_octo.training.checkpointing"]),
+    ("checkpoint", ["megatron_octo.checkpoint"]),
     ("models", ["megatron_octo.models"]),
     ("training", ["megatron_octo.training", "megatron_octo.schedule", "megatron_octo.planner"]),
     ("inference", ["megatron_octo.generation", "megatron_octo.generation_dynamic", "megatron_octo.generators"]),
@@ -153,4 +152,46 @@ def test_the_checker_sees_a_circle():
     assert _circles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [{"a", "b"}]
     assert _circles({"a": {"b"}, "b": {"c"}}) == []
     assert layer("megatron_octo.rl_demo") > layer("megatron_octo.rl.trainer") > layer("megatron_octo.config")
-    assert layer("megatron_octo.training.integrity") < layer("megatron_octo.models.hf_io")
+    assert layer("megatron_octo.checkpoint.integrity") < layer("megatron_octo.models.hf_io")
+
+
+def _import_runs(fn):
+    """Runs of consecutive import statements inside a function (a '# lazy:' comment covers its run)."""
+    for node in ast.walk(fn):
+        for field in ("body", "orelse", "finalbody"):
+            run = []
+            stmts = getattr(node, field, None)
+            for stmt in stmts if isinstance(stmts, list) else []:
+                if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                    run.append(stmt)
+                    continue
+                if run:
+                    yield run
+                run = []
+            if run:
+                yield run
+
+
+def test_function_local_imports_of_our_modules_say_why():
+    """Our own modules are imported at the top of a module; a function-local import is kept only where a heavy
+    dependency justifies it (megatron-core loaded only when needed, so config errors and --help stay fast;
+    a benchmark's torch loaded after it sets OMP_NUM_THREADS), and says so in a '# lazy: ...' comment on the
+    run of imports it belongs to or the line above it."""
+    files = dict(MODULES)
+    for folder in SCRIPTS:
+        files.update({str(p.relative_to(ROOT)): p for p in (ROOT / folder).glob("*.py")})
+    offenders = []
+    for module, path in files.items():
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines), str(path))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for run in _import_runs(fn):
+                said = "\n".join(lines[run[0].lineno - 2:run[-1].end_lineno])
+                for node in run:
+                    names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                             else ["." * node.level + (node.module or "")])
+                    ours = any(n.startswith(".") or n.split(".")[0] in PACKAGES for n in names)
+                    if ours and "# lazy:" not in said:
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert offenders == [], "function-local imports without a '# lazy:' reason:\n" + "\n".join(offenders)

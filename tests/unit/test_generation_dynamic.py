@@ -305,7 +305,7 @@ def test_checkpoint_saves_graph_safe_rng_states_as_tensors(monkeypatch):
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import random as mrandom
 
-    from megatron_octo.training import checkpointing as ckpt
+    from megatron_octo.checkpoint import save_load as ckpt
 
     for name in ("get_pipeline_model_parallel_world_size", "get_tensor_model_parallel_world_size"):
         monkeypatch.setattr(ps, name, lambda: 1)

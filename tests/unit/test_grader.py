@@ -6,6 +6,7 @@ self-checks use every example. Whole file: about a minute on 2 cores.
 """
 
 import random
+import signal
 import time
 
 import pytest
@@ -189,6 +190,28 @@ def test_hanging_input_is_cut_off():
     t = time.monotonic()
     assert grade("\\frac{1}{2}", "0.5", extracted=True, timeout=5)
     assert time.monotonic() - t < 10
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupted_call_leaves_no_stale_answer():
+    """A call interrupted mid-grading (Ctrl-C, a caller's timeout) must not hand a busy worker's late
+    answer to the next call's task."""
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    # Every worker up first (identical strings are settled without one), so that the tasks go out.
+    warm = ["\\frac{1}{2}", "\\frac{1}{4}", "\\frac{3}{4}", "\\frac{1}{8}"]
+    assert all(v.correct for v in grade_detailed(warm, ["0.5", "0.25", "0.75", "0.125"], extracted=True, timeout=30))
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            grade_detailed(["9^{9^{9^{9}}}"] * 4, ["1"] * 4, extracted=True, timeout=30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    v = grade_detailed(["2", "\\frac{1}{2}", "3"], ["2", "0.5", "4"], extracted=True, timeout=5)
+    assert [(x.correct, x.timed_out) for x in v] == [(True, False), (True, False), (False, False)]
 
 
 @pytest.mark.timeout(60)

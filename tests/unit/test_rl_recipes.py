@@ -27,6 +27,7 @@ def _load(tmp_path, name: str, *overrides: str):
     ("rl_grpo_hybrid.yaml", 64, ()),
     ("rl_grpo_256x16.yaml", 8, ()),     # the released script: 8 GPUs per node
     ("rl_grpo_256x16.yaml", 64, ("parallel.tp=4",)),  # DP must divide its 16-prompt mini-batch
+    ("rl_dapo.yaml", 8, ()),            # DP 8 divides DAPO's 8-prompt mini-batch
 ])
 def test_paper_rl_recipe_validates(tmp_path, name, world, overrides):
     cfg = _load(tmp_path, name, *overrides)
@@ -60,3 +61,38 @@ def test_mapping_override_replaces_the_recipes_stairs(tmp_path):
     assert dict(cfg.rl.max_response_length) == {0: 4096}
     with pytest.raises(cfgmod.ConfigError, match="rl.max_response_length"):
         _load(tmp_path, "rl_grpo.yaml", "rl.max_response_length={first: 4096}")
+
+
+def test_dapo_recipe_settings(tmp_path):
+    """DAPO's published settings (arXiv 2503.14476), the response cap and overlong buffer scaled to 8192."""
+    r = _load(tmp_path, "rl_dapo.yaml").rl
+    assert (r.clip_low, r.clip_high, r.loss_agg_mode, r.policy_loss) == (0.2, 0.28, "token-mean", "ppo")
+    assert (r.dynamic_sampling, r.max_sampling_rounds, r.remove_uniform_groups) == (True, 10, False)
+    assert (r.overlong_buffer, r.overlong_penalty, r.overlong_filter) == (1638, 1.0, False)
+    assert dict(r.max_response_length) == {0: 8192} and r.overlong_buffer == round(8192 * 4096 / 20480)
+    assert (r.kl_coef, r.entropy_coef, r.lr, r.samples_per_prompt) == (0.0, 0.0, 1e-6, 16)
+    assert r.prompts_per_step // r.mini_batch_prompts == 16  # DAPO's 16 updates per rollout step
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (("rl.policy_loss=gspo",), "rl.loss_agg_mode"),  # GSPO aggregates per sequence
+    (("rl.loss_agg_mode=seq-mean",), "rl.loss_agg_mode"),
+    (("rl.rollout_is=clip",), "rl.rollout_is"),
+    (("rl.rollout_is=tis", "rl.rollout_is_threshold=1"), "rl.rollout_is_threshold"),
+    (("rl.overlong_buffer=-1",), "rl.overlong_buffer"),
+    (("rl.dynamic_sampling=true",), "rl.remove_uniform_groups"),  # rl_grpo.yaml removes them already
+    (("rl.dynamic_sampling=true", "rl.remove_uniform_groups=false", "rl.algorithm=ppo"), "rl.dynamic_sampling"),
+    (("rl.dynamic_sampling=true", "rl.remove_uniform_groups=false", "rl.max_sampling_rounds=0"),
+     "rl.max_sampling_rounds"),
+])
+def test_new_rl_keys_are_validated_naming_the_key(tmp_path, overrides, key):
+    cfg = _load(tmp_path, "rl_grpo.yaml", *overrides)
+    with pytest.raises(cfgmod.ConfigError, match=key.replace(".", r"\.")):
+        validate_rl(cfg, 8, have_gpu=True, have_te=True)
+
+
+def test_gspo_with_seq_mean_token_mean_validates(tmp_path):
+    cfg = _load(tmp_path, "rl_grpo.yaml", "rl.policy_loss=gspo", "rl.loss_agg_mode=seq-mean-token-mean",
+                "rl.rollout_is=mis")
+    validate_rl(cfg, 8, have_gpu=True, have_te=True)
+

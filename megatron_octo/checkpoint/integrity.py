@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from megatron_octo.training.checkpoint_layout import (TRACKER, CheckpointError, iter_dir_name, latest_checkpoint,
+from megatron_octo.checkpoint.layout import (TRACKER, CheckpointError, iter_dir_name, latest_checkpoint,
                                                       read_trainer_state)
 from tokenization.tokenizer import sha256_file
 

@@ -28,10 +28,10 @@ import torch
 import torch.distributed as dist
 
 # The layout lives in its own leaf module (integrity.py reads it too); re-exported here for callers.
-from megatron_octo.training.checkpoint_layout import (FORMAT_VERSION, STATE_FILE, TRACKER, CheckpointError,
-                                                      TrainerState, iter_dir_name, latest_checkpoint,
-                                                      read_trainer_state, resolve_checkpoint)
-from megatron_octo.training import integrity
+from megatron_octo.runtime import faults, procs
+from megatron_octo.checkpoint import integrity
+from megatron_octo.checkpoint.layout import (CheckpointError, FORMAT_VERSION, iter_dir_name,
+    latest_checkpoint, read_trainer_state, resolve_checkpoint, STATE_FILE, TRACKER, TrainerState)
 
 
 def _rank() -> int:
@@ -178,12 +178,10 @@ def save(save_dir: str, model, optimizer, state: TrainerState, config_yaml: str,
     ``{name: (model, optimizer)}`` saved beside the model under the key prefix ``name.``.
 
     A failure on any rank (disk full, I/O error) raises
-    :class:`~megatron_octo.training.integrity.CheckpointSaveError` on every rank, naming the path,
+    :class:`~megatron_octo.checkpoint.integrity.CheckpointSaveError` on every rank, naming the path,
     after removing the partial ``iter_NNNNNNN.tmp``; the previous checkpoint and the tracker are
     untouched. Fault-injection points (``OCTO_FAULT_INJECT``): see ``runtime/faults.py``."""
     from megatron.core import dist_checkpointing
-
-    from megatron_octo.runtime import faults, procs
 
     it = state.iteration
     final = os.path.join(save_dir, iter_dir_name(it))
@@ -267,8 +265,6 @@ def save(save_dir: str, model, optimizer, state: TrainerState, config_yaml: str,
 
 
 def _write_atomic(path: str, text: str, iteration: Optional[int] = None) -> None:
-    from megatron_octo.runtime import faults
-
     tmp = path + ".tmp"
     try:
         faults.hit("save:write", iteration, path=path)

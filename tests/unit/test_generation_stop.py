@@ -1,0 +1,30 @@
+"""A sequence that ends at EOD or a stop string costs nothing afterwards: the Generator's counted forward
+passes and batch rows x positions fed equal what the sequences' own lengths imply (one full prefill, one
+decode pass per step while any sequence runs, only the running rows fed), and the stopped sequences'
+tokens are the unstopped run's prefixes (tests/scripts/generation_stop_check.py, tiny model)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.helpers import run
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_stopped_sequences_generate_no_further_tokens():
+    res = run([sys.executable, "tests/scripts/generation_stop_check.py"], timeout=280)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    r = json.loads(next(line[7:] for line in res.stdout.splitlines() if line.startswith("RESULT ")))
+    assert r["own_loop"], r
+    # Unstopped: 1 prefill + 11 decode passes for 12 tokens, every prompt prefilled in that one pass.
+    assert r["full_counts"] == r["full_expected"], r
+    for case in ("eod", "stop"):
+        c = r[case]
+        assert min(c["stops"]) < 12, c  # something did stop early
+        assert c["counts"] == c["expected"], (case, c)
+        assert c["tokens_are_prefixes"], (case, c)
+    assert r["eod"]["reasons"][0] == "eod" and "stop" in r["stop"]["reasons"], r
