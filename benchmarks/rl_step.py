@@ -29,6 +29,10 @@ layer rotates.
     instead of ``rl.logprobs._TokenLogProbs``.
 Each is a reference copy in this file, so the ratio is measured on the same machine, minutes apart.
 
+"update ... rl.micro_batch_tokens": the update alone on one rollout batch of this run's prompts with
+responses of the tiny RL demo's length spread, padded micro-batches vs token-budget ones
+(rl/packing.py), interleaved in the same run; the ratio of CPU seconds and the tokens each feeds.
+
 A random model writes no ``\\boxed{}``: under the math reward every response scores -1, every group
 is uniform and the update is skipped (rl/guards.py). So the step is rewarded by ``dense_reward``
 below (response length, a custom reward: the worker-process path of ``rl.reward_fn``), and the
@@ -289,6 +293,7 @@ def measure(ckpt: str, prompts: str, args) -> dict:
     d["token_log_probs"] = logprob_kernel(args, trainer.model.module.vocab_size)
     d["paper_step_plan"] = paper_step_plan(trainer)
     d["grader"] = grader_rate(args)
+    d["packing_update"] = packing_update(trainer, args)
     return d
 
 
@@ -335,6 +340,61 @@ def logprob_kernel(args, vocab: int) -> dict:
     ref, new = _median(times["before"]), _median(times["after"])
     return {"shape": [b, s, vocab], "before_s": round(ref, 4), "after_s": round(new, 4),
             "speedup": round(ref / new, 2), "max_abs_diff": diff}
+
+
+# Response lengths of the tiny RL demo (`make rl-demo`, runs/rl-demo-dapo/rl_grpo, 80 steps of 4 x 4):
+# per step mean 29.2-30.3 tokens, max 32-38, no response at the 64-token cap. Its metrics keep the
+# mean and max, not each response's length, so the batch below draws lengths with that spread.
+DEMO_RESPONSE_MEAN, DEMO_RESPONSE_SD, DEMO_RESPONSE_RANGE = 30.0, 4.0, (20, 38)
+
+
+def packing_update(trainer, args) -> dict:
+    """The update (``trainer._update``: every epoch and mini-batch, forward + backward + optimizer step)
+    on one rollout batch with padded micro-batches (``rl.micro_batch_size`` rows at the batch's width)
+    and with token-budget micro-batches (``rl.micro_batch_tokens`` = the padded micro-batch's tokens,
+    rl/packing.py), interleaved, CPU seconds (medians); the batch: this run's prompts with responses of
+    the demo's length spread (random tokens; the update's cost does not depend on which)."""
+    # lazy: torch loads only after main() sets OMP_NUM_THREADS
+    import torch
+    from omegaconf import read_write
+
+    from megatron_octo.rl.packing import plan_micro_batches, row_lengths
+    from megatron_octo.rl.trainer import build_batch, prompt_order
+    from megatron_octo.runtime.distributed import device
+
+    r = trainer.cfg.rl
+    idx = prompt_order(len(trainer.prompts), 0, r.prompts_per_step, r.seed)
+    prompts = [trainer.tokenizer.tokenize(trainer.prompts[i]) for i in idx for _ in range(r.samples_per_prompt)]
+    g = torch.Generator().manual_seed(args.seed)
+    lo, hi = DEMO_RESPONSE_RANGE
+    lengths = (torch.randn(len(prompts), generator=g) * DEMO_RESPONSE_SD + DEMO_RESPONSE_MEAN).round().clamp(lo, hi)
+    responses = [torch.randint(10, 1000, (int(n),), generator=g).tolist() for n in lengths]
+    adv = torch.randn(len(prompts), generator=g).to(device())
+    batch = build_batch(prompts, responses, adv)
+    batch.old_log_probs, _ = trainer._forward_log_probs(trainer.model.module, batch)
+    width = batch.tokens.shape[1]
+    budget = r.micro_batch_size * width
+    rows = r.mini_batch_prompts * r.samples_per_prompt
+    packed_tokens = 0
+    for start in range(0, batch.tokens.shape[0], rows):
+        lens = row_lengths(batch.mask[start:start + rows])
+        packed_tokens += sum(len(m) * max(lens[i] for i in m) for m in plan_micro_batches(lens, budget))
+    times = {"padded": [], "packed": []}
+    for i in range(2 * args.repeats + 2):
+        name = ("padded", "packed")[i % 2]
+        with read_write(trainer.cfg):  # the trainer reads rl.micro_batch_tokens at each update
+            r.micro_batch_tokens = budget if name == "packed" else 0
+        c0 = time.process_time()
+        trainer._update(batch)
+        if i >= 2:  # the first pair warms up
+            times[name].append(time.process_time() - c0)
+    with read_write(trainer.cfg):
+        r.micro_batch_tokens = 0
+    pad, pack = _median(times["padded"]), _median(times["packed"])
+    return {"rows": len(prompts), "response_lengths": [int(n) for n in lengths], "width": width,
+            "micro_batch_tokens": budget, "padded_tokens": batch.tokens.numel() * r.ppo_epochs,
+            "packed_tokens": packed_tokens * r.ppo_epochs, "padded_cpu_s": round(pad, 4),
+            "packed_cpu_s": round(pack, 4), "speedup": round(pad / max(pack, 1e-9), 2)}
 
 
 def grader_rate(args) -> dict:
@@ -388,6 +448,11 @@ def print_report(d: dict, args) -> None:
     pl = d["paper_step_plan"]
     print("  paper-scale step (128 x 16 of these prompts, engine batches of 64), engine passes in prompt order / "
           "planned: " + ", ".join(f"cap {k[4:]}: {v['before']:,} / {v['after']:,} ({v['ratio']}x)" for k, v in pl.items()))
+    k = d["packing_update"]
+    print(f"  update on {k['rows']} rows with the demo's response lengths ({min(k['response_lengths'])}-"
+          f"{max(k['response_lengths'])} tokens) after this run's prompts: padded micro-batches {k['padded_cpu_s']} CPU s "
+          f"({k['padded_tokens']:,} tokens fed), rl.micro_batch_tokens={k['micro_batch_tokens']} {k['packed_cpu_s']} CPU s "
+          f"({k['packed_tokens']:,} tokens) = {k['speedup']}x")
     g = d["grader"]
     print(f"  grader: {g['responses']} boxed responses in {g['s']} s = {g['responses_per_s']} responses/s (math-verify)")
     if "profile" in d:

@@ -498,8 +498,12 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool, have_fla
     """The RL section's checks that need the config alone; ``megatron_octo.rl.checks.validate_rl`` adds
     the model layout, the reward function and the response-length stairs."""
     par = cfg.parallel
-    if par.pp > 1:
-        fail("parallel.pp", "RL with pipeline parallelism is not supported yet; use parallel.tp / data parallel")
+    if par.pp > 1 and cfg.rl.algorithm == "ppo":
+        fail("parallel.pp", "PPO's critic does not run with pipeline parallelism yet: set parallel.pp=1 "
+             "(parallel.tp / data parallel) or rl.algorithm=grpo")
+    if par.pp > 1 and cfg.rl.micro_batch_tokens > 0:
+        fail("parallel.pp", "pipeline stages exchange activations of one shape: token-budget micro-batches "
+             "(rl.micro_batch_tokens) need parallel.pp=1; set rl.micro_batch_tokens=0")
     if world_size % (par.tp * par.pp * par.cp):
         fail("parallel.tp", f"tp*pp*cp = {par.tp * par.pp * par.cp} does not divide the world size {world_size}")
     check_fp8(cfg.model, capability)
@@ -513,7 +517,10 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool, have_fla
     one_of("rl.reward_variant", r.reward_variant, ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty"))
     one_of("rl.nan_policy", r.nan_policy, ("skip", "stop"))
     one_of("checkpoint.schedule_on_resume", cfg.checkpoint.schedule_on_resume, SCHEDULE_ON_RESUME)
-    resolve_rollout_engine(r.rollout_engine, have_gpu=have_gpu, have_flash_attn=have_flash_attn)
+    engine = resolve_rollout_engine(r.rollout_engine, have_gpu=have_gpu, have_flash_attn=have_flash_attn)
+    if par.pp > 1 and engine == "dynamic":
+        fail("rl.rollout_engine", f"rollouts at parallel.pp={par.pp} run on megatron's static engine (the last "
+             "stage's logits broadcast to the others); set rl.rollout_engine=static")
     if not (r.kv_cache_gb >= 0):
         fail("rl.kv_cache_gb", f"must be >= 0 (0 = room for rl.rollout_batch_size full-length sequences), "
               f"got {r.kv_cache_gb}")

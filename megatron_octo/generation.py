@@ -167,9 +167,8 @@ class EngineResult:
 def sample_tokens(logits: torch.Tensor, sc: SamplingConfig, rng: torch.Generator, vocab_size: int) -> torch.Tensor:
     """One token per row of ``logits`` ``[rows, vocab]`` from the distribution megatron's static engine
     samples (``TextGenerationController``): greedy argmax; else temperature, then top-k (``sc.top_k`` > 0)
-    or top-p (``sc.top_p`` < 1, megatron's filter: the token crossing ``top_p`` stays), softmax. The draw
-    inverts the cumulative distribution at one uniform per row from ``rng`` (``torch.multinomial``, as
-    megatron draws, takes one exponential variate per vocabulary entry: 20x the time at 49K entries)."""
+    or top-p (``sc.top_p`` < 1, megatron's filter: the token crossing ``top_p`` stays), softmax, and one
+    ``torch.multinomial`` draw per row from ``rng``."""
     if sc.temperature == 0 or sc.top_k == 1:
         return logits.argmax(dim=-1)
     logits = logits.float() / sc.temperature  # a new fp32 tensor (filtered in place; a bf16 cumsum would drift)
@@ -181,11 +180,13 @@ def sample_tokens(logits: torch.Tensor, sc: SamplingConfig, rng: torch.Generator
         drop[:, 1:] = drop[:, :-1].clone()
         drop[..., 0] = False
         logits.masked_fill_(drop.scatter(1, sorted_idx, drop), float("-inf"))
-    cdf = logits.softmax(dim=-1).cumsum_(dim=-1)
-    u = torch.rand(cdf.shape[0], 1, generator=rng, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-    # right=True: the first entry whose cumulative mass exceeds u, so never a zero-probability one.
-    tokens = torch.searchsorted(cdf, u, right=True).view(-1)
-    return tokens.clamp_(min=0, max=min(vocab_size, cdf.shape[1]) - 1)
+    # torch.multinomial (megatron's draw), not an inverse CDF at one uniform: a cumulative sum over the
+    # vocabulary moves every boundary by its rounding, so TP=2's logits (equal to TP=1's up to rounding)
+    # picked a neighbouring token every few dozen draws of a flat distribution; multinomial flips only
+    # on a near-tie of two tokens.
+    probs = logits.softmax(dim=-1)
+    tokens = torch.multinomial(probs, num_samples=1, generator=rng).view(-1)
+    return tokens.clamp_(min=0, max=min(vocab_size, probs.shape[1]) - 1)
 
 
 def compact_kv_cache(context, rows: torch.Tensor) -> None:
@@ -198,17 +199,15 @@ def compact_kv_cache(context, rows: torch.Tensor) -> None:
 
 
 def own_loop_supported(model) -> bool:
-    """Whether :class:`Generator` drives the KV cache itself: one pipeline stage, and every attention
-    layer our cached-RoPE attention (per-sequence positions) over SDPA core attention (attention mask)."""
+    """Whether :class:`Generator` drives the KV cache itself: every attention layer our cached-RoPE
+    attention (per-sequence positions) over SDPA core attention (attention mask). Any number of
+    pipeline stages: every stage is built from the same layer spec, so all of them agree."""
     # lazy: megatron-core (these modules import it) loads only when a generator is built
-    from megatron.core import parallel_state
     from megatron.core.transformer.attention import SelfAttention
 
     from megatron_octo.models.cached_rope_attention import CachedRopeSelfAttention
     from megatron_octo.models.sdpa_attention import SDPAttention
 
-    if parallel_state.get_pipeline_model_parallel_world_size() > 1:
-        return False
     attn = [m for m in model.modules() if isinstance(m, SelfAttention)]
     return bool(attn) and all(isinstance(m, CachedRopeSelfAttention) and isinstance(m.core_attention, SDPAttention)
                               for m in attn)
@@ -262,8 +261,9 @@ class EngineOnModel:
 class Generator(EngineOnModel):
     """Batched generation from one GPTModel (any TP/PP) through megatron's static-batch inference path.
 
-    With one pipeline stage and the local layer spec (SDPA core attention and cached-RoPE attention:
-    the CPU path) :meth:`generate` drives megatron's ``StaticInferenceContext`` KV cache and its
+    With the local layer spec (SDPA core attention and cached-RoPE attention: the CPU path; any number
+    of pipeline stages, the last stage's logits broadcast to the others) :meth:`generate` drives
+    megatron's ``StaticInferenceContext`` KV cache and its
     inference wrapper's forward step itself, instead of the static engine's loop (which prefills a
     batch only up to its shortest prompt, then feeds the longer prompts one position per pass, and
     decodes every sequence to the longest response):
@@ -278,7 +278,7 @@ class Generator(EngineOnModel):
       leaves the batch: its KV-cache rows are compacted away, so later passes cost the rows still
       running. ``stats`` counts the forward passes and the batch rows x positions fed.
 
-    Otherwise (pipeline stages, Transformer Engine attention) megatron's static engine runs as before,
+    Otherwise (Transformer Engine attention) megatron's static engine runs as before,
     in batches of similar prompt length (:func:`plan_batches`).
     """
 
@@ -323,12 +323,19 @@ class Generator(EngineOnModel):
 
     def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         """One pass through megatron's inference wrapper (KV cache append, last-position logits gathered
-        over TP): ``[rows, vocab]``."""
+        over TP; with pipeline stages, broadcast from the last): ``[rows, vocab]``."""
+        from megatron.core import parallel_state as ps
+        from megatron.core.inference.communication_utils import broadcast_from_last_pipeline_stage
+
         self.stats["passes"] += 1
         self.stats["positions"] += tokens.numel()
         self.context.rope_cos_sin = None  # per-pass RoPE cos/sin (models.cached_rope_attention)
         wrapped = self.controller.inference_wrapped_model
         logits = wrapped.run_one_forward_step({"tokens": tokens, "position_ids": positions, "attention_mask": mask})
+        if not (ps.is_pipeline_first_stage() and ps.is_pipeline_last_stage()):  # the last stage's, to all stages
+            last = None if logits is None else logits[:, -1, :].contiguous()
+            return broadcast_from_last_pipeline_stage([tokens.shape[0], self.model.vocab_size],
+                                                      self.model.config.params_dtype, last)
         return logits[:, -1, :]
 
     def _decode_batch(self, prompts: List[List[int]], sc: SamplingConfig, budget: int):
@@ -391,7 +398,7 @@ class Generator(EngineOnModel):
         return gen_tokens, gen_logp
 
     def _generate_with_engine(self, prompts: Sequence[str], sc: SamplingConfig) -> List[List[Generation]]:
-        """megatron's static engine (pipeline stages, Transformer Engine attention)."""
+        """megatron's static engine (Transformer Engine attention)."""
         with self._eval_mode():
             expanded = [p for p in prompts for _ in range(sc.n)]
             lengths = [len(self.tokenizer.tokenize(p)) for p in prompts]

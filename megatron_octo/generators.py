@@ -25,3 +25,16 @@ def make_generator(model, tokenizer, *, engine: str = "static", max_sequence_len
 
         return generation.Generator(model.module if isinstance(model, DistributedDataParallel) else model, tokenizer, **common)
     return generation_dynamic.DynamicGenerator(model, tokenizer, cuda_graphs=cuda_graphs, kv_cache_gb=kv_cache_gb, **common)
+
+
+def release_kv_cache(generator) -> None:
+    """Free ``generator``'s KV buffer until its next ``generate`` (RL: the update needs the memory).
+
+    megatron's static context allocates each layer's key/value tensors at the first forward that
+    finds none (``Attention._adjust_key_value_for_inference``), so dropping them from
+    ``key_value_memory_dict`` frees them (nothing else holds them between calls) and the next rollout
+    re-creates them at the same shape. The dynamic engine's paged buffer is allocated up front and
+    kept (not released here)."""
+    context = getattr(generator, "context", None)
+    if context is not None and context.is_static_batching():
+        context.key_value_memory_dict.clear()

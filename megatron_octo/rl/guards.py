@@ -70,22 +70,26 @@ def check_rollout(step: int, batch, rewards, samples_per_prompt: int, *, grpo: b
 
 
 def on_first_tp_rank(compute):
-    """``compute()`` on the first tensor-parallel rank of this replica, its result (or its error)
-    broadcast to the others. Rewards are graded once per replica, not once per TP rank, and a reward
-    time-out (a race against a clock) cannot give the ranks of one replica different rewards."""
+    """``compute()`` on the first model-parallel rank (tensor and pipeline) of this replica, its result
+    (or its error) broadcast to the others. Rewards are graded once per replica, not once per TP or PP
+    rank, and a reward time-out (a race against a clock) cannot give the ranks of one replica
+    different rewards."""
     from megatron.core import parallel_state as ps
 
-    if not dist.is_initialized() or ps.get_tensor_model_parallel_world_size() == 1:
+    if not dist.is_initialized() or not ps.model_parallel_is_initialized():
         return compute()
+    group = ps.get_model_parallel_group()
+    if dist.get_world_size(group) == 1:
+        return compute()
+    src = ps.get_model_parallel_src_rank()
     box = [None]
-    if ps.get_tensor_model_parallel_rank() == 0:
+    if dist.get_rank() == src:
         try:
             box[0] = ("ok", compute())
         except Exception as exc:  # noqa: BLE001 - raised on every rank below, not only here
             box[0] = ("error", f"{type(exc).__name__}: {exc}")
-    dist.broadcast_object_list(box, src=ps.get_tensor_model_parallel_src_rank(),
-                               group=ps.get_tensor_model_parallel_group())
+    dist.broadcast_object_list(box, src=src, group=group)
     kind, value = box[0]
     if kind == "error":
-        raise RuntimeError(f"reward failed on tensor-parallel rank 0: {value}")
+        raise RuntimeError(f"reward failed on model-parallel rank 0: {value}")
     return value

@@ -95,6 +95,7 @@ def cuda_patches(current_device=lambda: "cpu") -> list[tuple[object, str, object
 
     ``current_device``: "cpu", not an ordinal: some callers build objects no mode sees from it
     (torch.Generator(device=torch.cuda.current_device()) in the inference controller)."""
+    from megatron.core.inference import communication_utils
     from megatron.core.tensor_parallel import random as mcore_random
 
     cuda = torch.cuda
@@ -126,7 +127,13 @@ def cuda_patches(current_device=lambda: "cpu") -> list[tuple[object, str, object
          lambda device="cuda", clone=False, graph_safe=False: torch.get_rng_state()),
         (mcore_random, "_set_cuda_rng_state",
          lambda new_state, device=-1, graph_safe=False: torch.set_rng_state(new_state)),
+        # The static engine's pipeline broadcasts / sends assert their tensors are CUDA tensors.
+        (communication_utils, "_is_cuda", _is_tensor),
     ]
+
+
+def _is_tensor(tensor) -> None:
+    assert tensor is not None
 
 
 def check_version() -> None:

@@ -15,6 +15,7 @@ Points (where the code calls :func:`hit`):
 ``save:before_tracker``    renamed to ``iter_N``; the tracker still names the previous checkpoint
 ``save:after_tracker``     the tracker names ``iter_N``; old checkpoints not pruned yet
 ``eval:generate``          ``python -m megatron_octo.eval``, before generating benchmark N (1-based)
+``rollout:batch``          RL, before generating rollout engine batch N (1-based, counted over the process)
 =========================  ==================================================================
 
 Actions: ``kill`` (SIGKILL this process), ``sigterm`` / ``sigusr1`` (send that signal to this
@@ -36,7 +37,7 @@ from megatron_octo.config import ConfigError
 
 ENV = "OCTO_FAULT_INJECT"
 POINTS = ("step", "save:begin", "save:after_model_write", "save:write", "save:before_rename",
-          "save:before_tracker", "save:after_tracker", "eval:generate")
+          "save:before_tracker", "save:after_tracker", "eval:generate", "rollout:batch")
 PROCESS_ACTIONS = ("kill", "sigterm", "sigusr1", "enospc")
 LOSS_ACTIONS = {"nan": float("nan"), "inf": float("inf"), "spike": 1e4}
 

@@ -1,7 +1,7 @@
 """Rollout log-probs from megatron's inference engine equal the training forward's (<= 2e-5, fp32
 rounding of two computations), the vocab-parallel log-prob helper equals a dense log-softmax in values
 and gradients (<= 1e-5) and so does the entropy, and cached-RoPE decoding equals megatron's, at TP=1
-and TP=2."""
+and TP=2; at PP=2 the rollouts, log-probs and entropy equal PP=1's."""
 
 from __future__ import annotations
 
@@ -31,3 +31,28 @@ def test_rollout_logprobs_equal_forward(tp):
     assert r["max_dentropy"] <= 1e-4, r
     # Keys rotated once when cached decode as megatron's SelfAttention that re-rotates the cache.
     assert r["cached_rope_layers"] > 0 and r["rope_tokens_equal"] and r["max_dlogp_rope"] <= 1e-5, r
+
+
+def _pp_results(ckpt_dir, pp):
+    launcher = [sys.executable] if pp == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                  f"--nproc-per-node={pp}"]
+    res = run([*launcher, "tests/scripts/rl_pp_logprob_check.py", str(pp), str(ckpt_dir)], timeout=280)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return [json.loads(line[7:]) for line in res.stdout.splitlines() if line.startswith("RESULT ")]
+
+
+def test_pp2_rollouts_and_logprobs_equal_pp1(tiny_text_checkpoint):
+    """At PP=2 (the last stage's logits broadcast to the first) every rank samples the same tokens as
+    PP=1, and the pipeline schedule's log-probs and entropy equal PP=1's (<= 1e-5)."""
+    (one,) = _pp_results(tiny_text_checkpoint / "ckpt", 1)
+    two = _pp_results(tiny_text_checkpoint / "ckpt", 2)
+    assert sorted(r["rank"] for r in two) == [0, 1]
+    assert sum(len(t) for t in one["tokens"]) > 0, one  # something was generated
+    for r in two:
+        assert r["tokens"] == one["tokens"], r["rank"]  # the same rollouts, on both stages
+        for key in ("logp", "entropy"):
+            for a, b in zip(one[key], r[key]):
+                assert a == pytest.approx(b, abs=1e-5), (key, r["rank"])
+        # The engine's log-probs of its samples equal the training forward's (as at TP: fp32 rounding).
+        assert r["max_dlogp_engine"] <= 2e-5, r["max_dlogp_engine"]
+    assert one["max_dlogp_engine"] <= 2e-5, one["max_dlogp_engine"]

@@ -1,4 +1,4 @@
-"""The GRPO CLI on a tiny checkpoint: runs, resumes to the same numbers, TP=2 equals TP=1."""
+"""The GRPO CLI on a tiny checkpoint: runs, resumes to the same numbers, TP=2 and PP=2 equal TP=1."""
 
 from __future__ import annotations
 
@@ -73,16 +73,38 @@ def test_tp2_rl_step_equals_tp1(setup):
         assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
 
 
+def test_pp2_rl_steps_equal_pp1(setup):
+    """Two steps at PP=2 (rollouts with the last stage's logits broadcast, old and reference log-probs
+    and the update through megatron's pipeline schedule) equal PP=1: step 2 samples from the updated
+    weights."""
+    tmp, common = setup
+    one, two = tmp / "rl_pp1", tmp / "rl_pp2"
+    common = [*common, "rl.kl_coef=0.1"]  # a frozen reference model, pipelined as the actor
+    assert _rl([*common, f"checkpoint.save={one}"]).returncode == 0
+    res = _rl([*common, "parallel.pp=2", f"checkpoint.save={two}"], nproc=2)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    a, b = _steps(one), _steps(two)
+    assert set(a) == set(b) == {1, 2}
+    for step in (1, 2):
+        for key in ("critic/score/mean", "response_length/mean", "response_length/max", "groups/removed"):
+            assert a[step][key] == b[step][key], (step, key)
+        for key in ("actor/pg_loss", "actor/entropy", "actor/grad_norm", "actor/ppo_kl", "actor/kl_loss",
+                    "training/rollout_logprob_diff"):
+            assert a[step][key] == pytest.approx(b[step][key], rel=1e-5, abs=1e-5), (step, key)
+
+
 @pytest.mark.parametrize("override,fragment", [
     ("rl.prompts=/nope/p.jsonl", "'rl.prompts'"),
     ("rl.mini_batch_prompts=3", "'rl.mini_batch_prompts'"),
     ("rl.max_response_length={0: 0}", "'rl.max_response_length'"),
     ("rl.temperature=0", "'rl.temperature'"),
-    ("parallel.pp=2", "'parallel.pp'"),
+    (("parallel.pp=2", "rl.algorithm=ppo"), "'parallel.pp'"),  # PPO's critic: PP=1 only
+    (("parallel.pp=2", "rl.micro_batch_tokens=64"), "'parallel.pp'"),
 ])
 def test_bad_rl_config(setup, override, fragment):
     tmp, common = setup
-    res = _rl([*common, f"checkpoint.save={tmp}/bad", override], timeout=120)
+    overrides = [override] if isinstance(override, str) else list(override)
+    res = _rl([*common, f"checkpoint.save={tmp}/bad", *overrides], timeout=120)
     assert res.returncode == 2 and fragment in res.stderr, res.stderr[-2000:]
     assert not (tmp / "bad").exists()
 

@@ -62,7 +62,12 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def work(cluster, tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("sbatch")
+    return demo_workdir(tmp_path_factory, "sbatch")
+
+
+def demo_workdir(tmp_path_factory, name: str) -> Path:
+    """A directory every Slurm user can read, with the demo data mixture in data/."""
+    d = tmp_path_factory.mktemp(name)
     os.chmod(d, 0o755)
     res = run([_python(), "-m", "tokenization.build_demo_data", "--out", str(d / "data")], timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
