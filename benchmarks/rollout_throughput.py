@@ -16,7 +16,7 @@ Cases, each timed for ours and then transformers, back to back:
   sampled   N new tokens at temperature 1;  decode tokens/s = B * (N - 1) / (t(N) - t(1))
   greedy    N new tokens, greedy (eval)
   long      L new tokens at temperature 1 (long responses)
-and the end-to-end generated tokens/s of each. ``--quick``: 8 prompts x 32 / 128 new tokens (same
+and the end-to-end generated tokens/s of each. ``--quick``: 8 prompts x 32 / 64 new tokens (same
 model and prompt shape). The logits of both models on one prompt are compared first (same weights).
 """
 
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--prompts", type=int, default=None, help="default 16 (8 with --quick)")
     p.add_argument("--batch", type=int, default=None, help="default: --prompts")
     p.add_argument("--new-tokens", type=int, default=None, help="sampled and greedy cases (default 128, quick 32)")
-    p.add_argument("--long-tokens", type=int, default=None, help="long case (default 1024, quick 128; 0 = skip)")
+    p.add_argument("--long-tokens", type=int, default=None, help="long case (default 1024, quick 64; 0 = skip)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--quick", action="store_true", help="fewer prompts and tokens, same model and prompt shape")
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     n_prompts = args.prompts or (8 if args.quick else 16)
     batch = args.batch or n_prompts
     new = args.new_tokens or (32 if args.quick else 128)
-    long_new = args.long_tokens if args.long_tokens is not None else (128 if args.quick else 1024)
+    long_new = args.long_tokens if args.long_tokens is not None else (64 if args.quick else 1024)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.filterwarnings("ignore")

@@ -415,11 +415,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="each benchmark's quick options (a few minutes in all)")
     p.add_argument("--only", default=None, help="comma-separated benchmark names")
-    p.add_argument("--timeout", type=float, default=None, help="per benchmark, seconds (default 300 quick, 3600)")
+    p.add_argument("--timeout", type=float, default=None, help="per benchmark, seconds (default 900 quick, 3600)")
     p.add_argument("--json", default=None, help="also write machine, figures and raw results to this file")
     p.add_argument("--markdown", action="store_true", help="also print the table as Markdown (for the README)")
     args = p.parse_args(argv)
-    timeout = args.timeout or (300 if args.quick else 3600)
+    timeout = args.timeout or (900 if args.quick else 3600)
     wanted = set(args.only.split(",")) if args.only else None
 
     mach = machine()

@@ -5,15 +5,13 @@ tests/unit/test_planner_rl.py compares with megatron_octo.planner's arithmetic f
 
 Usage: python tests/scripts/kv_buffer_sizes.py"""
 import json
-import os
 import sys
 import warnings
 
 warnings.filterwarnings("ignore")
-sys.path.insert(0, os.path.dirname(__file__))
 import torch  # noqa: E402
 
-from dynamic_generation_check import install_cpu_standins  # noqa: E402  (flash-attn / pinned-memory stand-ins)
+from dynamic_generation_check import install_cpu_standins  # noqa: E402  (this script's folder is on sys.path)
 
 from megatron_octo import config as cfgmod  # noqa: E402
 from megatron_octo.generation import Generator, SamplingConfig  # noqa: E402
