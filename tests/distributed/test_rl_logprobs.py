@@ -23,6 +23,7 @@ def test_rollout_logprobs_equal_forward(tp):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     r = json.loads(next(line[7:] for line in res.stdout.splitlines() if line.startswith("RESULT ")))
     assert r["tp"] == tp and r["tokens"] > 0, r  # something was generated
+    assert r["log_prob_length_mismatches"] == [], r  # one engine log-prob per generated token
     assert r["max_dlogp_dense"] <= 1e-5, r  # vocab-parallel log-probs = a dense log-softmax
     assert r["max_dgrad"] <= 1e-5, r  # and their gradients (temperature 1 and 0.7)
     # Two fp32 computations (decoding with a KV cache vs one pass): a few ulps of the logits. Over 32
