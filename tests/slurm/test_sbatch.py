@@ -110,12 +110,29 @@ def _wait_for(pred, timeout: float, what: str, job_id: str, logs: Path):
     raise AssertionError(f"{what} not reached within {timeout:.0f}s; job {_job(job_id)}\n{_logs(logs)}")
 
 
+def start_requeued_now(job_id: str) -> None:
+    """Start a requeued (pending) job now instead of after Slurm's 120 s hold (BeginTime).
+
+    Not in the second its last run ended: slurmd revokes a terminated job's credential with a
+    one-second timestamp and refuses a batch launch whose credential is not newer ("Job N already
+    killed, do not launch batch job": the job FAILS with exit 1:0, seen in CI). The 120 s hold is
+    what keeps real clusters clear of that."""
+    t_end = time.time() + 60
+    while time.time() < t_end and "completing" in subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30).stdout:
+        time.sleep(0.5)  # the nodes are still ending the last run
+    time.sleep(2.0)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True, timeout=30)
+
+
 def _logs(d: Path) -> str:
+    """The tails of the job's logs, then of the Slurm daemons' (why a step or a requeue failed)."""
     parts = []
-    for f in sorted(d.rglob("*")):
+    daemons = sorted(slurm_cluster.STATE.glob("slurm*.log")) if slurm_cluster.STATE.is_dir() else []
+    for f in [*sorted(d.rglob("*")), *daemons]:
         if f.is_file() and (f.suffix in (".log", ".out")):
-            parts.append(f"--- {f}\n" + "".join(f.read_text(errors="replace").splitlines(True)[-25:]))
-    return "\n".join(parts)[-12000:]
+            parts.append(f"--- {f}\n" + "".join(f.read_text(errors="replace").splitlines(True)[-40:]))
+    return "\n".join(parts)[-40000:]
 
 
 def _final(save: Path) -> tuple[int, list]:
@@ -178,11 +195,10 @@ def test_preempted_job_saves_requeues_resumes_and_matches(reference, work):
     subprocess.run(["scancel", "--batch", "--signal=USR1", job_id], check=True, timeout=30)
     _wait_for(lambda: (lambda j: j.get("Restarts") == "1" and j.get("JobState") == "PENDING")(_job(job_id)),
               180, "requeue after the signal", job_id, work)
-    # Slurm holds a requeued batch job for 120 s (BeginTime); once it is pending, start it now.
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True, timeout=30)
+    start_requeued_now(job_id)
     info = _wait_for(lambda: (lambda j: j if j.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
                               else None)(_job(job_id)), 300, "the resumed job's end", job_id, work)
-    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", (info, _logs(work))
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", f"{info}\n{_logs(work)}"
     assert info["Restarts"] == "1", info
 
     first = "".join(f.read_text() for f in log1.glob("restart0_task*.log"))

@@ -26,7 +26,7 @@ import pytest
 
 from tests.helpers import ROOT, read_metrics, run
 from tests.slurm import slurm_cluster
-from tests.slurm.test_sbatch import _cancel, _env, _job, _logs, _wait_for, demo_workdir
+from tests.slurm.test_sbatch import _cancel, _env, _job, _logs, _wait_for, demo_workdir, start_requeued_now
 
 STEPS = 12
 TOKENS = STEPS * 16 * 256
@@ -128,7 +128,7 @@ def two_node_run(work):
 
 def test_two_node_job_runs_one_agent_per_node_over_namespace_addresses(two_node_run, work):
     out, job_id, info, observed = two_node_run
-    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", (info, _logs(work))
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", f"{info}\n{_logs(work)}"
     assert info["NumNodes"] == "2" and info["NumTasks"] == "2" and info["NodeList"] == "octo-n[1-2]", info
     n1, n2 = slurm_cluster.NS_NODES
     a1, a2 = slurm_cluster.node_addr(n1), slurm_cluster.node_addr(n2)
@@ -182,10 +182,9 @@ def test_two_node_preemption_saves_once_requeues_and_resumes(two_node_run, work)
               150, "requeue after the signal", job_id, work)
     saved = sorted(int(p.name[5:]) for p in save.glob("iter_*"))
     assert len(saved) == 1 and 3 <= saved[0] < STEPS, saved  # saved once, at the step it stopped after
-    # Slurm holds a requeued batch job for 120 s (BeginTime); once it is pending, start it now.
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True, timeout=30)
+    start_requeued_now(job_id)
     info = _wait_for(lambda: _ended(job_id), 240, "the resumed job's end", job_id, work)
-    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", (info, _logs(work))
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", f"{info}\n{_logs(work)}"
     assert info["Restarts"] == "1" and info["NumNodes"] == "2", info
     assert sorted(int(p.name[5:]) for p in save.glob("iter_*")) == [saved[0], STEPS]
     # resumed, not restarted: every iteration logged once, losses those of the uninterrupted run
