@@ -12,11 +12,13 @@ questions), batch 16. Generated ids beyond the tokenizer's 8K vocabulary are dro
 only. Neither side stops early (EOD ignored, no stop strings): both generate exactly N tokens.
 
 Cases, each timed for ours and then transformers, back to back:
-  prefill   1 new token:  prompt tokens/s (the pass over the prompts; one sampled token)
-  sampled   N new tokens at temperature 1;  decode tokens/s = B * (N - 1) / (t(N) - t(1))
+  sampled   N new tokens at temperature 1 (rollouts)
   greedy    N new tokens, greedy (eval)
   long      L new tokens at temperature 1 (long responses)
-and the end-to-end generated tokens/s of each. ``--quick``: 8 prompts x 32 / 64 new tokens (same
+Each reports prefill tokens/s (prompt tokens / the prompts' forward pass), decode tokens/s
+(B * (N - 1) / the time from the second forward pass to the end: every later pass and the sampling;
+ours from ``Generator.stats``, transformers' from a forward pre-hook) and the end-to-end generated
+tokens/s of the whole call. ``--quick``: 8 prompts x 32 / 64 new tokens (same
 model and prompt shape). The logits of both models on one prompt are compared first (same weights).
 """
 
@@ -120,20 +122,27 @@ class Ours:
         self.SamplingConfig = SamplingConfig
         self.gen = Generator(model, tok, max_sequence_length=max_len, max_batch_size=batch)
 
-    def run(self, prompts, new_tokens: int, greedy: bool) -> tuple[float, float, int]:
-        kw = {"ignore_eod": True} if "ignore_eod" in self.SamplingConfig.__dataclass_fields__ else {}
-        sc = self.SamplingConfig(max_new_tokens=new_tokens, temperature=0.0 if greedy else 1.0, **kw)
+    def run(self, prompts, new_tokens: int, greedy: bool) -> dict:
+        sc = self.SamplingConfig(max_new_tokens=new_tokens, temperature=0.0 if greedy else 1.0, ignore_eod=True)
+        before = dict(self.gen.stats)
         t, c = time.perf_counter(), time.process_time()
         out = self.gen.generate(prompts, sc)
-        return (time.perf_counter() - t, time.process_time() - c,
-                sum(len(g.tokens) + (g.finish_reason == "eod") for per in out for g in per))
+        return {"s": time.perf_counter() - t, "cpu_s": time.process_time() - c,
+                "tokens": sum(len(g.tokens) + (g.finish_reason == "eod") for per in out for g in per),
+                "prefill_s": self.gen.stats["prefill_s"] - before["prefill_s"],
+                "decode_s": self.gen.stats["decode_s"] - before["decode_s"]}
 
 
 class HF:
+    """``generate`` timed by a forward pre-hook: the prompts' pass is its first forward, decoding runs from
+    the second forward's start to the end (every later pass and sampling), as the Generator's stats split it."""
+
     def __init__(self, hf, tok, batch: int):
         self.hf, self.tok, self.batch = hf, tok, batch
+        self.starts: list[float] = []
+        hf.register_forward_pre_hook(lambda *_: self.starts.append(time.perf_counter()))
 
-    def run(self, prompts, new_tokens: int, greedy: bool) -> tuple[float, float, int]:
+    def run(self, prompts, new_tokens: int, greedy: bool) -> dict:
         import torch
 
         ids = [self.tok.tokenize(p) for p in prompts]
@@ -142,16 +151,21 @@ class HF:
                   eos_token_id=None)
         kw.update(dict(do_sample=False) if greedy else dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0))
         t, c = time.perf_counter(), time.process_time()
-        n = 0
+        n, prefill, decode = 0, 0.0, 0.0
         with torch.no_grad():
             for i in range(0, len(ids), self.batch):
                 chunk = ids[i:i + self.batch]
                 width = max(map(len, chunk))
                 input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in chunk])
                 mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in chunk])
+                self.starts.clear()
                 out = self.hf.generate(input_ids=input_ids, attention_mask=mask, **kw)
+                end = time.perf_counter()
+                prefill += (self.starts[1] if len(self.starts) > 1 else end) - self.starts[0]
+                decode += end - self.starts[1] if len(self.starts) > 1 else 0.0
                 n += (out.shape[1] - width) * out.shape[0]
-        return time.perf_counter() - t, time.process_time() - c, n
+        return {"s": time.perf_counter() - t, "cpu_s": time.process_time() - c, "tokens": n,
+                "prefill_s": prefill, "decode_s": decode}
 
 
 def check_same_weights(model, hf, tok, prompt: str) -> float:
@@ -197,31 +211,28 @@ def main(argv=None) -> int:
     for side in (ours, theirs):  # warm-up
         side.run(prompts[:2], 2, False)
 
-    cases = [("prefill", 1, False), ("sampled", new, False), ("greedy", new, True)]
+    cases = [("sampled", new, False), ("greedy", new, True)]
     if long_new:
         cases.append(("long", long_new, False))
     res: dict = {}
     for name, n, greedy in cases:
         for label, side in (("ours", ours), ("hf", theirs)):
-            dt, cpu, toks = side.run(prompts, n, greedy)
-            res[f"{name}_{label}"] = {"s": round(dt, 3), "cpu_s": round(cpu, 3), "tokens": toks}
-            print(f"[rollout_throughput] {name:8s} {label:4s} {n:5d} new tokens: {dt:8.2f} s wall, {cpu:8.2f} CPU-s, "
-                  f"{toks} tokens", file=sys.stderr, flush=True)
+            r = side.run(prompts, n, greedy)
+            res[f"{name}_{label}"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
+            print(f"[rollout_throughput] {name:8s} {label:4s} {n:5d} new tokens: {r['s']:8.2f} s wall "
+                  f"(prefill {r['prefill_s']:.2f}, decode {r['decode_s']:.2f}), {r['cpu_s']:8.2f} CPU-s, "
+                  f"{r['tokens']} tokens", file=sys.stderr, flush=True)
     prompt_tokens = sum(lengths)
     summary: dict = {}
-    # Rates per wall second and per CPU second of the process (on a loaded machine the latter is the
-    # steadier measure of the work each side does).
+    # Prefill: the prompts' pass (prompt tokens/s); decode: every later pass and the sampling (generated
+    # tokens after the first per second); end to end: generated tokens per wall second of the whole call.
     for label in ("ours", "hf"):
         s = {}
-        for clock, suffix in (("s", ""), ("cpu_s", "_per_cpu")):
-            t1 = res[f"prefill_{label}"][clock]
-            s[f"prefill_tokens_per_s{suffix}"] = prompt_tokens / t1
-            for name, n, _ in cases[1:]:
-                r = res[f"{name}_{label}"]
-                # None when the machine's load changed so much that t(N) <= t(1) (wall clock).
-                s[f"{name}_decode_tokens_per_s{suffix}"] = (n_prompts * (n - 1) / (r[clock] - t1)
-                                                            if r[clock] > t1 else None)
-                s[f"{name}_tokens_per_s{suffix}"] = r["tokens"] / r[clock]
+        for name, n, _ in cases:
+            r = res[f"{name}_{label}"]
+            s[f"{name}_prefill_tokens_per_s"] = prompt_tokens / r["prefill_s"]
+            s[f"{name}_decode_tokens_per_s"] = n_prompts * (n - 1) / r["decode_s"] if n > 1 else None
+            s[f"{name}_tokens_per_s"] = r["tokens"] / r["s"]
         summary[label] = {k: None if v is None else round(v, 1) for k, v in s.items()}
     ratios = {k: None if summary["ours"][k] is None or summary["hf"][k] is None
               else round(summary["ours"][k] / summary["hf"][k], 3) for k in summary["ours"]}

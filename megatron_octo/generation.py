@@ -21,6 +21,7 @@ megatron's static engine, which stops only at EOD), with the tokens and per-toke
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
@@ -168,7 +169,7 @@ def sample_tokens(logits: torch.Tensor, sc: SamplingConfig, rng: torch.Generator
     """One token per row of ``logits`` ``[rows, vocab]`` from the distribution megatron's static engine
     samples (``TextGenerationController``): greedy argmax; else temperature, then top-k (``sc.top_k`` > 0)
     or top-p (``sc.top_p`` < 1, megatron's filter: the token crossing ``top_p`` stays), softmax, and one
-    ``torch.multinomial`` draw per row from ``rng``."""
+    draw per row from ``rng`` (torch.multinomial's algorithm)."""
     if sc.temperature == 0 or sc.top_k == 1:
         return logits.argmax(dim=-1)
     logits = logits.float() / sc.temperature  # a new fp32 tensor (filtered in place; a bf16 cumsum would drift)
@@ -180,12 +181,14 @@ def sample_tokens(logits: torch.Tensor, sc: SamplingConfig, rng: torch.Generator
         drop[:, 1:] = drop[:, :-1].clone()
         drop[..., 0] = False
         logits.masked_fill_(drop.scatter(1, sorted_idx, drop), float("-inf"))
-    # torch.multinomial (megatron's draw), not an inverse CDF at one uniform: a cumulative sum over the
-    # vocabulary moves every boundary by its rounding, so TP=2's logits (equal to TP=1's up to rounding)
-    # picked a neighbouring token every few dozen draws of a flat distribution; multinomial flips only
-    # on a near-tie of two tokens.
+    # torch.multinomial's draw of one sample (argmax of p / E, E ~ Exp(1): a race, not an inverse CDF at one
+    # uniform, whose cumulative sum over the vocabulary moves every boundary by its rounding, so TP=2's
+    # logits, equal to TP=1's up to rounding, picked a neighbouring token every few dozen draws of a flat
+    # distribution; the race flips only on a near-tie of two tokens), with E = -log(U): torch's
+    # exponential_ costs 12 ms per 16 x 49K draws on the CPU, uniform_ and a log 2-3 ms.
     probs = logits.softmax(dim=-1)
-    tokens = torch.multinomial(probs, num_samples=1, generator=rng).view(-1)
+    race = torch.empty_like(probs).uniform_(generator=rng).log_().neg_()
+    tokens = (probs / race).argmax(dim=-1)
     return tokens.clamp_(min=0, max=min(vocab_size, probs.shape[1]) - 1)
 
 
@@ -272,11 +275,13 @@ class Generator(EngineOnModel):
       per-sequence RoPE positions (:mod:`megatron_octo.models.cached_rope_attention`), so a sequence's
       numbers are those of its unpadded forward;
     - then at most ``max_new_tokens`` decode passes of one position each, logits of the last position
-      only; sampling as megatron's (temperature, top-k or top-p, the controller's ``sampling_rng``, the
+      only (both through :mod:`megatron_octo.models.lean_forward` where it covers the model: the same
+      numbers without megatron's per-layer Python, oneDNN GEMMs on the CPU); sampling as megatron's (temperature, top-k or top-p, the controller's ``sampling_rng``, the
       same on every TP rank) and log-probs of the raw logits;
     - a sequence ends at EOD or a stop string (checked on the tail of its text after every token) and
       leaves the batch: its KV-cache rows are compacted away, so later passes cost the rows still
-      running. ``stats`` counts the forward passes and the batch rows x positions fed.
+      running. ``stats`` counts the forward passes and the batch rows x positions fed, and the
+      wall time of prefill and decode.
 
     Otherwise (Transformer Engine attention) megatron's static engine runs as before,
     in batches of similar prompt length (:func:`plan_batches`).
@@ -291,8 +296,15 @@ class Generator(EngineOnModel):
         self.engine = StaticInferenceEngine(text_generation_controller=controller, max_batch_size=max_batch_size,
                                             random_seed=seed, legacy=True)
         self.reseed(seed)
-        self.stats = {"passes": 0, "positions": 0}  # forward passes, batch rows x positions fed (counted)
+        # forward passes, batch rows x positions fed, wall seconds of the prompts' passes and of decoding
+        # (every later pass, sampling included)
+        self.stats = {"passes": 0, "positions": 0, "prefill_s": 0.0, "decode_s": 0.0}
         self.own_loop = own_loop_supported(model)
+        # lazy: megatron-core (imported there) loads only when a generator is built
+        from megatron_octo.models import lean_forward
+
+        # megatron's forward stays for what the lean pass does not cover (pipeline stages, biases, ...)
+        self.lean = lean_forward.forward if self.own_loop and lean_forward.unsupported(model) is None else None
 
     def _sampling_params(self, sc: SamplingConfig, prompt_len: int):
         params = megatron_sampling_params(sc, token_budget(sc, prompt_len, self.max_sequence_length))
@@ -330,6 +342,8 @@ class Generator(EngineOnModel):
         self.stats["passes"] += 1
         self.stats["positions"] += tokens.numel()
         self.context.rope_cos_sin = None  # per-pass RoPE cos/sin (models.cached_rope_attention)
+        if self.lean is not None:
+            return self.lean(self.model, self.context, tokens, positions, mask)
         wrapped = self.controller.inference_wrapped_model
         logits = wrapped.run_one_forward_step({"tokens": tokens, "position_ids": positions, "attention_mask": mask})
         if not (ps.is_pipeline_first_stage() and ps.is_pipeline_last_stage()):  # the last stage's, to all stages
@@ -362,8 +376,11 @@ class Generator(EngineOnModel):
         gen_logp: Optional[List[List[float]]] = [[] for _ in prompts] if sc.return_log_probs else None
         stops = [s for s in sc.stop if s]
         tail = max((len(s) for s in stops), default=0) + 8  # tokens of text enough to contain a stop string
+        t_start = time.perf_counter()
         try:
             logits = self._forward(tokens, positions, mask)
+            t_prefilled = time.perf_counter()
+            self.stats["prefill_s"] += t_prefilled - t_start
             ctx.enable_decode_mode()
             for step in range(budget):
                 new = sample_tokens(logits, sc, self.controller.sampling_rng, self.model.vocab_size)
@@ -392,6 +409,7 @@ class Generator(EngineOnModel):
                 positions = (end - 1 - pad)[:, None]
                 mask = (torch.arange(end, device=dev)[None, :] < pad[:, None])[:, None, None] if padded else None
                 logits = self._forward(new[:, None], positions, mask)
+            self.stats["decode_s"] += time.perf_counter() - t_prefilled
         finally:
             ctx.position_offsets = None
             ctx.reset()

@@ -41,6 +41,18 @@ class CachedRopeSelfAttention(SelfAttention):
         return torch.empty(batch_size, self.num_query_groups_per_partition, inference_max_sequence_length, dim,
                            dtype=dtype, device=device).permute(2, 0, 1, 3)
 
+    def static_kv_memory(self, context) -> tuple:
+        """This layer's key and value memory in a static ``context`` (``[positions, batch, groups, dim]``),
+        allocated as megatron's ``_adjust_key_value_for_inference`` allocates it on a first pass
+        (:mod:`megatron_octo.models.lean_forward` writes and reads the same buffers)."""
+        memory = context.key_value_memory_dict
+        if self.layer_number not in memory:
+            dtype = self.config.params_dtype
+            memory[self.layer_number] = (
+                self._allocate_memory(context.max_sequence_length, context.max_batch_size, self.key_hidden_size, dtype),
+                self._allocate_memory(context.max_sequence_length, context.max_batch_size, self.val_hidden_size, dtype))
+        return memory[self.layer_number]
+
     def _adjust_key_value_for_inference(self, inference_context, query, key, value, rotary_pos_emb, *args, **kwargs):
         if (inference_context is None or not inference_context.is_static_batching() or self.config.flash_decode
                 or not isinstance(rotary_pos_emb, tuple) or rotary_pos_emb[1] is None):
@@ -49,7 +61,7 @@ class CachedRopeSelfAttention(SelfAttention):
         q_pos_emb, k_pos_emb = rotary_pos_emb
         start = inference_context.sequence_len_offset
         offsets = getattr(inference_context, "position_offsets", None)
-        mscale = _yarn_get_concentration_factor_from_config(self.config)
+        mscale = rope_mscale(self.config)
         if (self.config.apply_rope_fusion or self.config.rotary_interleaved or self.config.multi_latent_attention
                 or q_pos_emb is not k_pos_emb or k_pos_emb.shape[-1] != key.shape[-1]):
             k_emb = rope_freqs(k_pos_emb, start, key.size(0), offsets)
@@ -67,6 +79,11 @@ class CachedRopeSelfAttention(SelfAttention):
         query, key, value, _, mask_type, block_table = super()._adjust_key_value_for_inference(
             inference_context, query, key, value, rotary_pos_emb, *args, **kwargs)
         return rotate(query, cos, sin), key, value, (None, None), mask_type, block_table
+
+
+def rope_mscale(config) -> float:
+    """The factor megatron multiplies RoPE's cos/sin by (YaRN's attention concentration; 1 otherwise)."""
+    return _yarn_get_concentration_factor_from_config(config)
 
 
 def rope_freqs(table, start: int, length: int, offsets):

@@ -24,22 +24,30 @@ class SDPAttention(DotProductAttention):
                 or self.config.window_size is not None):
             return super().forward(query, key, value, attention_mask, attn_mask_type, attention_bias,
                                    packed_seq_params)
-        sq, b, np_, hn = query.shape
-        sk = key.shape[0]
-        # [s, b, heads, hn] -> [b, heads, s, hn]
-        q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))
         mask_type = attn_mask_type if attn_mask_type is not None else self.attn_mask_type
-        attn_mask, is_causal = None, False
-        if attention_mask is not None:
-            attn_mask = ~attention_mask  # megatron: True = masked; SDPA: True = attend
-        elif mask_type == AttnMaskType.causal:
-            if sq == sk:
-                is_causal = True
-            else:
-                # Decoding with a KV cache: the sq new queries are the last sq positions.
-                attn_mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(diagonal=sk - sq)
         dropout = self.attention_dropout.p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal,
-                                             scale=self.softmax_scale, enable_gqa=k.shape[1] != np_)
-        # [b, heads, sq, hn] -> [sq, b, heads * hn]
-        return out.permute(2, 0, 1, 3).reshape(sq, b, np_ * hn)
+        return sdpa(query, key, value, attention_mask, mask_type == AttnMaskType.causal, self.softmax_scale, dropout)
+
+
+def sdpa(query, key, value, attention_mask: Optional[torch.Tensor], causal: bool, scale: float,
+         dropout: float = 0.0) -> torch.Tensor:
+    """Attention of ``query`` ``[sq, b, heads, hn]`` over ``key``/``value`` ``[sk, b, groups, hn]``
+    (megatron's layout; GQA groups read directly) -> ``[sq, b, heads * hn]``. ``attention_mask``:
+    megatron's (True = masked), else causal with the ``sq`` queries the last ``sq`` positions."""
+    sq, b, np_, hn = query.shape
+    sk = key.shape[0]
+    # [s, b, heads, hn] -> [b, heads, s, hn]
+    q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))
+    attn_mask, is_causal = None, False
+    if attention_mask is not None:
+        attn_mask = ~attention_mask  # megatron: True = masked; SDPA: True = attend
+    elif causal:
+        if sq == sk:
+            is_causal = True
+        else:
+            # Decoding with a KV cache: the sq new queries are the last sq positions.
+            attn_mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(diagonal=sk - sq)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal,
+                                         scale=scale, enable_gqa=k.shape[1] != np_)
+    # [b, heads, sq, hn] -> [sq, b, heads * hn]
+    return out.permute(2, 0, 1, 3).reshape(sq, b, np_ * hn)
