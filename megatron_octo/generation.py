@@ -75,6 +75,10 @@ def cut_at_stop(tokenizer, tokens: List[int], stop: Sequence[str]) -> tuple[int,
 # memory-bound, so batches are only split when that saves many steps.
 STEP_OVERHEAD = 16
 
+# Shortest prompt prefix shared by a whole batch that is computed once (shared_prefix_length): its own
+# pass costs about one decode step at batch 1, what a few dozen repeated prompt tokens cost.
+MIN_SHARED_PREFIX = 32
+
 
 def plan_batches(lengths: Sequence[int], max_batch_size: int, budget: int,
                  step_overhead: float = STEP_OVERHEAD) -> List[List[int]]:
@@ -192,13 +196,31 @@ def sample_tokens(logits: torch.Tensor, sc: SamplingConfig, rng: torch.Generator
     return tokens.clamp_(min=0, max=min(vocab_size, probs.shape[1]) - 1)
 
 
+def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """Tokens every prompt of a batch starts with (few-shot examples, a GRPO group's prompt) that the lean
+    forward computes and caches once for all rows, at least one token of each prompt left to its row; 0
+    when fewer than :data:`MIN_SHARED_PREFIX` or one row (the prefix's extra pass would cost more than the
+    rows' repeated tokens)."""
+    if len(prompts) < 2:
+        return 0
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        n = next((i for i in range(n) if p[i] != first[i]), n)
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
 def compact_kv_cache(context, rows: torch.Tensor) -> None:
     """Keep only ``rows`` of a static inference context's KV cache, moved to the first rows (the batch
-    shrinks: later passes feed ``len(rows)`` sequences)."""
+    shrinks: later passes feed ``len(rows)`` sequences). megatron's buffers are ``[positions, batch, ...]``;
+    the lean forward's, tagged ``(BATCH_FIRST, layer)``, ``[batch, groups, positions, dim]``
+    (:func:`megatron_octo.models.lean_forward.kv_memory`)."""
     end, n = context.sequence_len_offset, len(rows)
-    for key, value in context.key_value_memory_dict.values():
-        key[:end, :n] = key[:end, rows]
-        value[:end, :n] = value[:end, rows]
+    for tag, (key, value) in context.key_value_memory_dict.items():
+        for mem in (key, value):
+            if isinstance(tag, tuple):
+                mem[:n, :, :end] = mem[rows, :, :end]
+            else:
+                mem[:end, :n] = mem[:end, rows]
 
 
 def own_loop_supported(model) -> bool:
@@ -273,7 +295,9 @@ class Generator(EngineOnModel):
 
     - every prompt is prefilled in one pass: left padding, an attention mask hiding the pad keys, and
       per-sequence RoPE positions (:mod:`megatron_octo.models.cached_rope_attention`), so a sequence's
-      numbers are those of its unpadded forward;
+      numbers are those of its unpadded forward; with the lean forward, a prefix every prompt of the
+      batch shares (few-shot examples; a GRPO group's prompt when the batch is one group) is fed once,
+      in a pass of its own, and every row attends to its one cached copy (:func:`shared_prefix_length`);
     - then at most ``max_new_tokens`` decode passes of one position each, logits of the last position
       only (both through :mod:`megatron_octo.models.lean_forward` where it covers the model: the same
       numbers without megatron's per-layer Python, oneDNN GEMMs on the CPU); sampling as megatron's (temperature, top-k or top-p, the controller's ``sampling_rng``, the
@@ -353,23 +377,29 @@ class Generator(EngineOnModel):
         return logits[:, -1, :]
 
     def _decode_batch(self, prompts: List[List[int]], sc: SamplingConfig, budget: int):
-        """Generated tokens (and log-probs when asked) of each prompt: prefill all, then decode."""
+        """Generated tokens (and log-probs when asked) of each prompt: prefill all, then decode.
+
+        Columns of the batch: the prompts' shared prefix (``lead`` tokens, lean forward only), then each
+        row's rest, left padded to the longest."""
         ctx = self.context
         dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
         rows, width = len(prompts), max(len(p) for p in prompts)
+        lead = shared_prefix_length(prompts) if self.lean is not None else 0
         eod = self.tokenizer.eod
         pad = torch.tensor([width - len(p) for p in prompts], device=dev)
-        tokens = torch.tensor([[eod] * (width - len(p)) + list(p) for p in prompts], device=dev)
+        tokens = torch.tensor([list(p[:lead]) + [eod] * (width - len(p)) + list(p[lead:]) for p in prompts],
+                              device=dev)
         padded = bool(pad.any())
         ctx.reset()
         ctx.materialize_only_last_token_logits = True
-        ctx.position_offsets = pad if padded else None
+        ctx.shared_prefix = lead
         keys = torch.arange(width, device=dev)
-        positions = (keys[None, :] - pad[:, None]).clamp_(min=0)
+        positions = torch.where(keys[None, :] < lead, keys[None, :], (keys[None, :] - pad[:, None]).clamp_(min=lead))
         mask = None
         if padded:  # True = masked: the future, and pad keys (a pad query still sees itself: no empty rows)
             future = keys[None, :] > keys[:, None]
-            pad_key = (keys[None, None, :] < pad[:, None, None]) & (keys[None, :, None] != keys[None, None, :])
+            pad_key = (((keys[None, None, :] >= lead) & (keys[None, None, :] < lead + pad[:, None, None]))
+                       & (keys[None, :, None] != keys[None, None, :]))
             mask = (future[None] | pad_key)[:, None]
         live = list(range(rows))  # row of the cache -> index into prompts
         gen_tokens: List[List[int]] = [[] for _ in prompts]
@@ -378,7 +408,11 @@ class Generator(EngineOnModel):
         tail = max((len(s) for s in stops), default=0) + 8  # tokens of text enough to contain a stop string
         t_start = time.perf_counter()
         try:
-            logits = self._forward(tokens, positions, mask)
+            if lead:  # the shared prefix once (one row, no padding), then every row's rest over it
+                ctx.position_offsets = None
+                self._forward(tokens[:1, :lead], positions[:1, :lead], None)
+            ctx.position_offsets = pad if padded else None
+            logits = self._forward(tokens[:, lead:], positions[:, lead:], None if mask is None else mask[..., lead:, :])
             t_prefilled = time.perf_counter()
             self.stats["prefill_s"] += t_prefilled - t_start
             ctx.enable_decode_mode()
@@ -407,11 +441,12 @@ class Generator(EngineOnModel):
                         ctx.position_offsets = pad
                 end = ctx.sequence_len_offset + 1
                 positions = (end - 1 - pad)[:, None]
-                mask = (torch.arange(end, device=dev)[None, :] < pad[:, None])[:, None, None] if padded else None
+                cols = torch.arange(end, device=dev)[None, :]
+                mask = ((cols >= lead) & (cols < lead + pad[:, None]))[:, None, None] if padded else None
                 logits = self._forward(new[:, None], positions, mask)
             self.stats["decode_s"] += time.perf_counter() - t_prefilled
         finally:
-            ctx.position_offsets = None
+            ctx.position_offsets, ctx.shared_prefix = None, 0
             ctx.reset()
         return gen_tokens, gen_logp
 

@@ -41,18 +41,6 @@ class CachedRopeSelfAttention(SelfAttention):
         return torch.empty(batch_size, self.num_query_groups_per_partition, inference_max_sequence_length, dim,
                            dtype=dtype, device=device).permute(2, 0, 1, 3)
 
-    def static_kv_memory(self, context) -> tuple:
-        """This layer's key and value memory in a static ``context`` (``[positions, batch, groups, dim]``),
-        allocated as megatron's ``_adjust_key_value_for_inference`` allocates it on a first pass
-        (:mod:`megatron_octo.models.lean_forward` writes and reads the same buffers)."""
-        memory = context.key_value_memory_dict
-        if self.layer_number not in memory:
-            dtype = self.config.params_dtype
-            memory[self.layer_number] = (
-                self._allocate_memory(context.max_sequence_length, context.max_batch_size, self.key_hidden_size, dtype),
-                self._allocate_memory(context.max_sequence_length, context.max_batch_size, self.val_hidden_size, dtype))
-        return memory[self.layer_number]
-
     def _adjust_key_value_for_inference(self, inference_context, query, key, value, rotary_pos_emb, *args, **kwargs):
         if (inference_context is None or not inference_context.is_static_batching() or self.config.flash_decode
                 or not isinstance(rotary_pos_emb, tuple) or rotary_pos_emb[1] is None):

@@ -4,12 +4,11 @@ Decoding one token through ``GPTModel.forward`` with a static KV cache runs mega
 Python (the transformer layer's and the attention's inference bookkeeping, bias-dropout-add
 factories, the linear layers' autograd functions): on the realistic CPU shape of
 ``benchmarks/rollout_throughput.py`` (30 layers, batch 16) about a third of a decode step. This module
-computes the same pass from the same parameters and the same KV-cache buffers
-(:meth:`CachedRopeSelfAttention.static_kv_memory`), with the same operations in the same order:
+computes the same pass from the same parameters with the same operations in the same order:
 RMSNorm modules, fused QKV split per query group as megatron splits it, RoPE through
-:mod:`megatron_octo.models.cached_rope_attention`'s cos/sin, SDPA (:func:`sdpa_attention.sdpa`),
-residual adds, SwiGLU, the final norm, logits of the last position only. With the same GEMM
-its logits equal megatron's bit for bit (tested).
+:mod:`megatron_octo.models.cached_rope_attention`'s cos/sin, SDPA, residual adds, SwiGLU, the final
+norm, logits of the last position only. Its KV cache lives in the same static context, batch first
+(:func:`kv_memory`). With the same GEMM its logits equal megatron's bit for bit (tested).
 
 GEMMs on the CPU go to oneDNN (``torch.ops.mkldnn._linear_pointwise`` on the unpacked fp32 weight)
 instead of ``F.linear``'s BLAS (MKL): same fp32 arithmetic, summed in another order (logits within
@@ -43,9 +42,10 @@ from megatron_octo.models.cached_rope_attention import (
     rope_mscale,
     rotate,
 )
-from megatron_octo.models.sdpa_attention import SDPAttention, sdpa
+from megatron_octo.models.sdpa_attention import SDPAttention
 
 GEMM_ENV = "OCTO_INFERENCE_GEMM"
+BATCH_FIRST = "batch_first"  # key_value_memory_dict tag of kv_memory's buffers
 
 
 def onednn_gemm_available() -> bool:
@@ -104,7 +104,15 @@ def forward(model, context, tokens: torch.Tensor, positions: torch.Tensor,
     offsets = getattr(context, "position_offsets", None)
     table = model.rotary_pos_emb(context.max_sequence_length)
     cos, sin = pass_cos_sin(context, table, start, s, offsets, rope_mscale(cfg), h.dtype)
-    row_pads = offsets.tolist() if start == 0 and s > 1 and offsets is not None else None  # one host sync
+    # The batch's shared prompt prefix (Generator): its pass (the first, one row) caches it in the shared row
+    # of kv_memory; every later pass attends to it there and to its rows' own keys from column ``lead``.
+    lead = getattr(context, "shared_prefix", 0) or 0
+    prefix_pass = lead > 0 and start == 0
+    if prefix_pass and (b != 1 or s != lead):
+        raise ValueError(f"the shared prefix's pass feeds one row of {lead} tokens, not {b} x {s}")
+    row_pads = offsets.tolist() if s > 1 and offsets is not None and start == lead else None  # one host sync
+    # SDPA's mask (True = attend) from megatron's (True = masked), once for all layers
+    attend = None if attention_mask is None or row_pads is not None else ~attention_mask[..., lead:]
     for layer in model.decoder.layers:
         sa = layer.self_attention
         heads, groups, hn = (sa.num_attention_heads_per_partition, sa.num_query_groups_per_partition,
@@ -112,15 +120,19 @@ def forward(model, context, tokens: torch.Tensor, positions: torch.Tensor,
         x = layer.input_layernorm(h)
         qkv = linear(x, sa.linear_qkv.weight, onednn).view(s, b, groups, (heads // groups + 2) * hn)
         q, k, v = torch.split(qkv, [heads // groups * hn, hn, hn], dim=3)
-        q = rotate(q.reshape(s, b, heads, hn), cos, sin)
-        key_mem, value_mem = sa.static_kv_memory(context)
-        key_mem[start:start + s, :b] = rotate(k, cos, sin)
-        value_mem[start:start + s, :b] = v
+        q = rotate(q.reshape(s, b, heads, hn), cos, sin).permute(1, 2, 0, 3)  # [b, heads, s, hn]
+        key_mem, value_mem = kv_memory(context, sa)
+        rows = slice(context.max_batch_size, None) if prefix_pass else slice(0, b)
+        key_mem[rows, :, start:start + s] = rotate(k, cos, sin).permute(1, 2, 0, 3)
+        value_mem[rows, :, start:start + s] = v.permute(1, 2, 0, 3)
+        first = 0 if prefix_pass else lead  # the rows' own keys start after the shared prefix
+        own_k, own_v = key_mem[rows, :, first:start + s], value_mem[rows, :, first:start + s]
+        prefix = (key_mem[-1:, :, :lead], value_mem[-1:, :, :lead]) if first else None
         scale = sa.core_attention.softmax_scale
         if row_pads is not None:
-            o = prefill_rows(q, key_mem[:s, :b], value_mem[:s, :b], row_pads, scale)
+            o = prefill_rows(q, own_k, own_v, row_pads, scale, prefix)
         else:
-            o = sdpa(q, key_mem[:start + s, :b], value_mem[:start + s, :b], attention_mask, True, scale)
+            o = attention(q, own_k, own_v, attend, scale, prefix)
         h = h + tp_sum(linear(o, sa.linear_proj.weight, onednn), sa.linear_proj)
         x = layer.pre_mlp_layernorm(h)
         gate, up = torch.chunk(linear(x, layer.mlp.linear_fc1.weight, onednn), 2, dim=-1)
@@ -136,16 +148,68 @@ def forward(model, context, tokens: torch.Tensor, positions: torch.Tensor,
     return logits
 
 
-def prefill_rows(q, k, v, pads: list, scale: float) -> torch.Tensor:
-    """Causal attention of a left-padded prompt batch, row by row over each row's own tokens (no mask):
-    SDPA's CPU kernel skips the blocks above the diagonal only when causal, so one masked call over the
-    padded batch cost 1.5x these calls. The pad queries' outputs are zeros (no real token attends to a
-    pad key, in this pass or later ones)."""
-    s, b, heads, hn = q.shape
+def kv_memory(context, sa) -> tuple:
+    """Attention layer ``sa``'s key and value memory, batch first: ``[batch + 1, groups, positions, dim]``,
+    the last row a shared prompt prefix's (:func:`forward`). Decoding reads each sequence's keys as one contiguous block: over megatron's ``[positions, batch,
+    groups, dim]`` buffers (every key 12 KB from the next at batch 16) SDPA's CPU kernel took 2.4x the time.
+    Kept in the context's ``key_value_memory_dict`` under ``(BATCH_FIRST, layer_number)`` beside megatron's
+    own entries, so what frees or compacts those frees or compacts these
+    (:func:`megatron_octo.generation.compact_kv_cache`, :func:`megatron_octo.generators.release_kv_cache`)."""
+    memory, tag = context.key_value_memory_dict, (BATCH_FIRST, sa.layer_number)
+    if tag not in memory:
+        shape = (context.max_batch_size + 1, sa.num_query_groups_per_partition, context.max_sequence_length,
+                 sa.hidden_size_per_attention_head)
+        dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
+        memory[tag] = tuple(torch.empty(shape, dtype=sa.config.params_dtype, device=dev) for _ in range(2))
+    return memory[tag]
+
+
+def attention(q, k, v, attend: Optional[torch.Tensor], scale: float, prefix: Optional[tuple] = None) -> torch.Tensor:
+    """``q`` ``[b, heads, sq, hn]`` (the last ``sq`` positions) over ``k``/``v`` ``[b, groups, sk, hn]``: causal,
+    or under ``attend`` (True = attend, ``[b, 1, sq | 1, sk]``) -> ``[sq, b, heads * hn]``. ``prefix``: keys
+    and values ``[1, groups, P, hn]`` before ``k``/``v`` that every query sees (a shared prompt prefix)."""
+    b, heads, sq, hn = q.shape
+    if prefix is not None and sq > 1:  # prefill: the prefix joins the keys (SDPA keeps its memory linear)
+        k, v = (torch.cat((p.expand(b, -1, -1, -1), t), dim=2) for p, t in zip(prefix, (k, v)))
+        attend = None if attend is None else F.pad(attend, (prefix[0].shape[2], 0), value=True)
+        prefix = None
+    if prefix is None:
+        sk = k.shape[2]
+        causal = attend is None and sq > 1
+        if causal and sq != sk:  # queries after cached keys: the causal diagonal shifted
+            attend, causal = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(diagonal=sk - sq), False
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, is_causal=causal, scale=scale,
+                                             enable_gqa=k.shape[1] != heads)
+        return out.permute(2, 0, 1, 3).reshape(sq, b, heads * hn)
+    # One new token per row over the shared prefix and its own keys, one softmax over both: the prefix's keys
+    # are read once for the whole batch (every row's queries of a group in one GEMM), not once per row.
+    kp, vp = prefix[0][0], prefix[1][0]  # [groups, P, hn]
+    groups, plen = kp.shape[0], kp.shape[1]
+    rows = heads // groups  # a group's query heads of one sequence
+    qg = q.reshape(b, groups, rows, hn)
+    shared = torch.matmul(qg.transpose(0, 1).reshape(groups, b * rows, hn), kp.transpose(1, 2))
+    scores = torch.cat((shared.view(groups, b, rows, plen).transpose(0, 1), torch.matmul(qg, k.transpose(2, 3))),
+                       dim=-1).mul_(scale)
+    if attend is not None:
+        scores[..., plen:].masked_fill_(~attend, float("-inf"))
+    probs = scores.softmax(dim=-1)
+    out = torch.matmul(probs[..., plen:], v)
+    out += torch.matmul(probs[..., :plen].transpose(0, 1).reshape(groups, b * rows, plen), vp).view(
+        groups, b, rows, hn).transpose(0, 1)
+    return out.reshape(b, heads, 1, hn).permute(2, 0, 1, 3).reshape(1, b, heads * hn)
+
+
+def prefill_rows(q, k, v, pads: list, scale: float, prefix: Optional[tuple] = None) -> torch.Tensor:
+    """Causal attention of a left-padded prompt batch (``q`` ``[b, heads, s, hn]``, ``k``/``v`` ``[b, groups, s,
+    hn]``, after a shared ``prefix`` if given), row by row over each row's own tokens (no mask): SDPA's CPU
+    kernel skips the blocks above the diagonal only when causal, so one masked call over the padded batch
+    cost 1.5x these calls. The pad queries' outputs are zeros (no real token attends to a pad key, in this
+    pass or later ones)."""
+    b, heads, s, hn = q.shape
     out = q.new_zeros(s, b, heads * hn)
     for row, pad in enumerate(pads):
-        out[pad:, row:row + 1] = sdpa(q[pad:, row:row + 1], k[pad:, row:row + 1], v[pad:, row:row + 1], None, True,
-                                      scale)
+        out[pad:, row:row + 1] = attention(q[row:row + 1, :, pad:], k[row:row + 1, :, pad:], v[row:row + 1, :, pad:],
+                                           None, scale, prefix)
     return out
 
 

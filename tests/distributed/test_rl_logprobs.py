@@ -1,7 +1,7 @@
 """Rollout log-probs from megatron's inference engine equal the training forward's (<= 2e-5, fp32
 rounding of two computations), the vocab-parallel log-prob helper equals a dense log-softmax in values
-and gradients (<= 1e-5) and so does the entropy, and cached-RoPE decoding equals megatron's, at TP=1
-and TP=2; at PP=2 the rollouts, log-probs and entropy equal PP=1's."""
+and gradients (<= 1e-5) and so does the entropy, also for few-shot prompts whose shared prefix the
+generation forward computes once, and cached-RoPE decoding equals megatron's, at TP=1 and TP=2; at PP=2 the rollouts, log-probs and entropy equal PP=1's."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def test_rollout_logprobs_equal_forward(tp):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     r = json.loads(next(line[7:] for line in res.stdout.splitlines() if line.startswith("RESULT ")))
     assert r["tp"] == tp and r["tokens"] > 0, r  # something was generated
+    assert r["shared_prefix_tokens"] >= 32, r  # the few-shot prompts' prefix was computed once (lean forward)
     assert r["log_prob_length_mismatches"] == [], r  # one engine log-prob per generated token
     assert r["max_dlogp_dense"] <= 1e-5, r  # vocab-parallel log-probs = a dense log-softmax
     assert r["max_dgrad"] <= 1e-5, r  # and their gradients (temperature 1 and 0.7)

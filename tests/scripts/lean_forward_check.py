@@ -15,7 +15,7 @@ def main():
     from torch.profiler import ProfilerActivity, profile
 
     from megatron_octo import config as cfgmod
-    from megatron_octo.generation import Generator, SamplingConfig
+    from megatron_octo.generation import Generator, SamplingConfig, shared_prefix_length
     from megatron_octo.models import lean_forward, llama
     from megatron_octo.runtime import distributed as rt
 
@@ -54,12 +54,26 @@ def main():
             gen.reseed(7)
             gens = [g[0] for ps in prompt_sets for g in gen.generate(ps, sc)]
             res[case] = {"tokens": [g.tokens for g in gens], "log_probs": [g.log_probs for g in gens]}
+        # Few-shot prompts, two samples each: a shared prefix the lean forward computes once.
+        shot = ("Q: There are 15 trees in the grove. Workers will plant trees today. After they are done, there "
+                "will be 21 trees. How many trees did they plant?\nA: 21 - 15 = 6. The answer is 6.\n\nQ: ")
+        few_shot = [shot + "What is 2 + 2?\nA:", shot + "Tom has 3 apples and buys 4 more. How many now?\nA:"]
+        gen.reseed(7)
+        before = dict(gen.stats)
+        gens = [g for per in gen.generate(few_shot, SamplingConfig(max_new_tokens=16, temperature=1.0, n=2,
+                                                                    ignore_eod=True, return_log_probs=True))
+                for g in per]
+        res["shared_prefix"] = {"tokens": [g.tokens for g in gens], "log_probs": [g.log_probs for g in gens],
+                                "positions": gen.stats["positions"] - before["positions"],
+                                "passes": gen.stats["passes"] - before["passes"],
+                                "prompt_lengths": [len(tok.tokenize(p)) for p in few_shot]}
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             gen.generate(prompts[:1], SamplingConfig(max_new_tokens=2, temperature=0.0))
         res["onednn_gemms"] = sum(e.count for e in prof.key_averages() if e.key == "mkldnn::_linear_pointwise")
         res["lean_passes"], res["megatron_passes"] = len(lean_passes), len(megatron_passes)
         runs[name] = res
     out["runs"] = runs
+    out["shared_prefix_tokens"] = shared_prefix_length([tok.tokenize(p) for p in few_shot])
     # A pipeline stage (no output layer): megatron's forward, with the reason.
     stage = llama.build_gpt_model(cfg, arch, pre_process=True, post_process=False)
     out["stage_unsupported"] = lean_forward.unsupported(stage)

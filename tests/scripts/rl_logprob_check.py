@@ -11,7 +11,7 @@ import torch  # noqa: E402
 def main():
     from megatron_octo import config as cfgmod
     from megatron_octo.models.llama import load_tokenizer
-    from megatron_octo.generation import Generator, SamplingConfig
+    from megatron_octo.generation import Generator, SamplingConfig, shared_prefix_length
     from megatron_octo.models import llama
     from megatron_octo.rl.logprobs import token_entropy, token_log_probs
     from megatron_octo.runtime import distributed as rt
@@ -30,6 +30,12 @@ def main():
     gen = Generator(model, tok, max_sequence_length=128, max_batch_size=8, seed=5)
     prompts = ["Problem: 2 + 2 = ?", "The derivative of x^2 is"]
     outs = gen.generate(prompts, SamplingConfig(max_new_tokens=12, temperature=1.0, n=2, return_log_probs=True))
+    # Few-shot prompts: the lean forward computes their shared prefix once and every row attends to it.
+    shot = ("Q: There are 15 trees in the grove. Workers will plant trees today. After they are done, there "
+            "will be 21 trees. How many trees did they plant?\nA: 21 - 15 = 6. The answer is 6.\n\nQ: ")
+    few_shot = [shot + "What is 2 + 2?\nA:", shot + "Tom has 3 apples and buys 4 more. How many now?\nA:"]
+    shared = shared_prefix_length([tok.tokenize(p) for p in few_shot]) if gen.lean is not None else 0
+    outs += gen.generate(few_shot, SamplingConfig(max_new_tokens=12, temperature=1.0, n=2, return_log_probs=True))
     worst = 0.0  # our log-prob kernel vs a dense log-softmax of the same logits
     worst_engine = 0.0  # the engine's sampled-token log-probs vs the training forward's
     bad_lengths = []  # [engine log-probs, tokens] of a sample whose counts differ (the test requires none)
@@ -83,12 +89,14 @@ def main():
 
     attn = [m for m in model.modules() if isinstance(m, CachedRopeSelfAttention)]
     greedy = SamplingConfig(max_new_tokens=12, temperature=0.0, return_log_probs=True)
+    lean, gen.lean = gen.lean, None  # through the attention modules (the lean forward calls neither)
     cached = gen.generate(prompts, greedy)
     for m in attn:
         m.__class__ = SelfAttention
     stock = gen.generate(prompts, greedy)
     for m in attn:
         m.__class__ = CachedRopeSelfAttention
+    gen.lean = lean
     rope_tokens_equal = [g[0].tokens for g in cached] == [g[0].tokens for g in stock]
     worst_rope = max(abs(x - y) for a, b in zip(cached, stock) for x, y in zip(a[0].log_probs, b[0].log_probs))
     n = sum(len(g.tokens) for per in outs for g in per)
@@ -97,7 +105,8 @@ def main():
                                       "rope_tokens_equal": rope_tokens_equal, "max_dlogp_dense": worst,
                                       "max_dlogp_engine": worst_engine, "max_dentropy": worst_ent,
                                       "max_dgrad": worst_grad, "max_dlogp_rope": worst_rope,
-                                      "log_prob_length_mismatches": bad_lengths}))
+                                      "log_prob_length_mismatches": bad_lengths,
+                                      "shared_prefix_tokens": shared}))
     rt.shutdown()
 
 

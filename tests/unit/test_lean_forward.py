@@ -1,7 +1,7 @@
 """Generation's lean forward (megatron_octo/models/lean_forward.py) computes megatron's GPTModel forward:
 with torch's GEMM (``OCTO_INFERENCE_GEMM=torch``) every generated token and log-prob equals megatron's
 path bit for bit on prompts generated alone, and to <= 1e-5 in a left-padded batch (its prefill attends
-row by row); with oneDNN's GEMM (the CPU default) the tokens are the same and the log-probs within 1e-5,
+row by row) and on few-shot prompts whose shared prefix it feeds once (counted); with oneDNN's GEMM (the CPU default) the tokens are the same and the log-probs within 1e-5,
 and the profiler sees oneDNN's GEMMs run. The passes are counted on each path (the lean one really ran,
 megatron's module forward did not), and a pipeline stage is left to megatron's forward with the reason
 (tests/scripts/lean_forward_check.py, tiny model)."""
@@ -37,11 +37,19 @@ def test_lean_forward_generates_what_megatron_forward_generates(gemm):
     lean, meg = r["runs"]["lean"], r["runs"]["megatron"]
     # What ran: every pass through the lean forward, none through GPTModel.forward (and the reverse).
     assert lean["lean_passes"] > 0 and lean["megatron_passes"] == 0, lean
-    assert meg["lean_passes"] == 0 and meg["megatron_passes"] == lean["lean_passes"], (lean, meg)
-    for case in ("padded_sampled", "single_greedy"):
+    assert meg["lean_passes"] == 0 and meg["megatron_passes"] == lean["lean_passes"] - 1, (lean, meg)  # 1: the prefix
+    for case in ("padded_sampled", "single_greedy", "shared_prefix"):
         assert lean[case]["tokens"] == meg[case]["tokens"], case
         assert all(len(t) == 16 for t in lean[case]["tokens"]), case
         assert _max_diff(lean[case]["log_probs"], meg[case]["log_probs"]) <= 1e-5, case
+    # The few-shot prompts' shared prefix fed once, not once per row (2 prompts x 2 samples, 16 tokens each).
+    shared = r["shared_prefix_tokens"]
+    lengths = lean["shared_prefix"]["prompt_lengths"]
+    rows, width = 2 * len(lengths), max(lengths)
+    assert shared >= 32, r
+    assert meg["shared_prefix"]["positions"] == rows * width + rows * 15, meg["shared_prefix"]
+    assert lean["shared_prefix"]["positions"] == shared + rows * (width - shared) + rows * 15, lean["shared_prefix"]
+    assert lean["shared_prefix"]["passes"] == meg["shared_prefix"]["passes"] + 1  # the prefix's own pass
     if gemm == "torch":
         assert lean["single_greedy"]["log_probs"] == meg["single_greedy"]["log_probs"]  # bit for bit
         assert lean["onednn_gemms"] == 0, lean
