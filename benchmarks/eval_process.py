@@ -73,6 +73,7 @@ def prompt_ids_digest(ids: list[list[int]]) -> str:
 def prepare_worker(args) -> int:
     """Checkpoint ``args.prepare_worker`` (the train CLI's) -> ``args.out`` with the embedding rows of ids
     the tokenizer cannot detokenize zeroed (unless --unmasked-vocab), and the prompts' ids for the check."""
+    # lazy: torch and megatron-core load in the worker process only, after OMP_NUM_THREADS is set
     import torch
 
     from megatron_octo import config as cfgmod
@@ -86,10 +87,11 @@ def prepare_worker(args) -> int:
     loaded = load_for_inference(args.prepare_worker)
     known = loaded.tokenizer.vocab_size
     if not args.unmasked_vocab:
+        embedding = loaded.model.embedding.word_embeddings.weight
+        output = getattr(loaded.model.output_layer, "weight", None)  # None when tied
         with torch.no_grad():
-            for p in {id(w): w for w in (loaded.model.embedding.word_embeddings.weight,
-                                         getattr(loaded.model.output_layer, "weight", None)) if w is not None}.values():
-                p[known:].zero_()
+            for w in [embedding] + ([output] if output is not None and output is not embedding else []):
+                w[known:].zero_()
     ckpt.save(args.out, loaded.model, None, loaded.state, cfgmod.to_yaml(loaded.cfg))
     ids = [loaded.tokenizer.tokenize(build_prompt(PROTOCOL, ex.question))
            for ex in load_benchmark("gsm8k", limit=args.problems)]
@@ -132,6 +134,7 @@ def set_up(tmp: str, args, env: dict) -> tuple[str, str, dict]:
 def hf_worker(args) -> int:
     """A plain transformers eval of GSM8K 8-shot, as a user writes it; the JSONL goes to ``args.out``."""
     t0 = time.perf_counter()
+    # lazy: the imports are part of the timed whole process, as in a user's script
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -160,7 +163,7 @@ def hf_worker(args) -> int:
             width = enc["input_ids"].shape[1]
             for row, mask, gen in zip(enc["input_ids"].tolist(), enc["attention_mask"].tolist(),
                                       out[:, width:].tolist()):
-                prompt_ids.append([t for t, m in zip(row, mask) if m])
+                prompt_ids.append([t for t, m in zip(row, mask) if m])  # the benchmark's tokenizer check
                 # Finished rows are padded with EOS (= pad here): the sequence ends at the first one.
                 n = gen.index(tok.eos_token_id) + 1 if tok.eos_token_id in gen else len(gen)
                 new_tokens.append(n)

@@ -14,6 +14,9 @@ only. Neither side stops early (EOD ignored, no stop strings): both generate exa
 Cases, each timed for ours and then transformers, back to back:
   sampled   N new tokens at temperature 1 (rollouts)
   greedy    N new tokens, greedy (eval)
+  unshared  as sampled, without feeding the prompts' shared 8-shot prefix once (every row prefills and
+            attends to its own copy, as with prompts that share nothing), against the sampled case's
+            transformers run (it shares nothing either way)
   long      L new tokens at temperature 1 (long responses)
 Each reports prefill tokens/s (prompt tokens / the prompts' forward pass), decode tokens/s
 (B * (N - 1) / the time from the second forward pass to the end: every later pass and the sampling;
@@ -122,8 +125,9 @@ class Ours:
         self.SamplingConfig = SamplingConfig
         self.gen = Generator(model, tok, max_sequence_length=max_len, max_batch_size=batch)
 
-    def run(self, prompts, new_tokens: int, greedy: bool) -> dict:
+    def run(self, prompts, new_tokens: int, greedy: bool, share_prefix: bool = True) -> dict:
         sc = self.SamplingConfig(max_new_tokens=new_tokens, temperature=0.0 if greedy else 1.0, ignore_eod=True)
+        self.gen.share_prefix = share_prefix
         before = dict(self.gen.stats)
         t, c = time.perf_counter(), time.process_time()
         out = self.gen.generate(prompts, sc)
@@ -142,7 +146,7 @@ class HF:
         self.starts: list[float] = []
         hf.register_forward_pre_hook(lambda *_: self.starts.append(time.perf_counter()))
 
-    def run(self, prompts, new_tokens: int, greedy: bool) -> dict:
+    def run(self, prompts, new_tokens: int, greedy: bool, share_prefix: bool = True) -> dict:
         import torch
 
         ids = [self.tok.tokenize(p) for p in prompts]
@@ -211,13 +215,16 @@ def main(argv=None) -> int:
     for side in (ours, theirs):  # warm-up
         side.run(prompts[:2], 2, False)
 
-    cases = [("sampled", new, False), ("greedy", new, True)]
+    cases = [("sampled", new, False, True), ("greedy", new, True, True), ("unshared", new, False, False)]
     if long_new:
-        cases.append(("long", long_new, False))
+        cases.append(("long", long_new, False, True))
     res: dict = {}
-    for name, n, greedy in cases:
+    for name, n, greedy, share in cases:
         for label, side in (("ours", ours), ("hf", theirs)):
-            r = side.run(prompts, n, greedy)
+            if label == "hf" and not share:  # transformers shares nothing either way: the sampled case's run
+                res[f"{name}_hf"] = res["sampled_hf"]
+                continue
+            r = side.run(prompts, n, greedy, share)
             res[f"{name}_{label}"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
             print(f"[rollout_throughput] {name:8s} {label:4s} {n:5d} new tokens: {r['s']:8.2f} s wall "
                   f"(prefill {r['prefill_s']:.2f}, decode {r['decode_s']:.2f}), {r['cpu_s']:8.2f} CPU-s, "
@@ -228,7 +235,7 @@ def main(argv=None) -> int:
     # tokens after the first per second); end to end: generated tokens per wall second of the whole call.
     for label in ("ours", "hf"):
         s = {}
-        for name, n, _ in cases:
+        for name, n, *_ in cases:
             r = res[f"{name}_{label}"]
             s[f"{name}_prefill_tokens_per_s"] = prompt_tokens / r["prefill_s"]
             s[f"{name}_decode_tokens_per_s"] = n_prompts * (n - 1) / r["decode_s"] if n > 1 else None

@@ -14,6 +14,8 @@ cores otherwise), with its quick options under --quick:
   rollout    benchmarks/rollout_throughput.py    megatron's inference engine against transformers' generate
   rl_step    benchmarks/rl_step.py               one GRPO step's phases (generate, reward, old log-probs, update)
                                                   and the same step with the code the RL optimisations replaced
+  eval_process benchmarks/eval_process.py        the eval CLI's whole-process time (GSM8K 8-shot) against a
+                                                  plain transformers generate script on the same model
 
 A benchmark whose script does not exist is listed as "not available yet", never estimated. Any
 other ``benchmarks/*.py`` whose --help mentions ``--json`` is run with ``--json`` (and ``--quick``
@@ -153,7 +155,10 @@ def _rollout_parse(stdout: str, tmp: str) -> tuple[list[Row], dict]:
     rows = [Row("rollout", "prefill prompt tok/s (sampled case), ours / transformers",
                 f"{o['sampled_prefill_tokens_per_s']:,.0f} / {h['sampled_prefill_tokens_per_s']:,.0f}",
                 f"ratio {num(r['sampled_prefill_tokens_per_s'], '.2f')}; {setup}")]
-    cases = [("sampled", d["new_tokens"]), ("greedy", d["new_tokens"])]
+    rows.append(Row("rollout", "prefill prompt tok/s without the shared prefix, ours / transformers",
+                    f"{o['unshared_prefill_tokens_per_s']:,.0f} / {h['unshared_prefill_tokens_per_s']:,.0f}",
+                    f"ratio {num(r['unshared_prefill_tokens_per_s'], '.2f')}; every row its own 8-shot copy"))
+    cases = [("sampled", d["new_tokens"]), ("greedy", d["new_tokens"]), ("unshared", d["new_tokens"])]
     if d.get("long_tokens"):
         cases.append(("long", d["long_tokens"]))
     for name, n in cases:
@@ -192,6 +197,24 @@ def _rl_step_parse(stdout: str, tmp: str) -> tuple[list[Row], dict]:
             f"{sp['rotated_keys']:.1f}x fewer)"),
         Row("rl_step", "token_log_probs fwd+bwd, before / after", f"{d['token_log_probs']['speedup']:.2f}x",
             f"logits {d['token_log_probs']['shape']}, max |diff| {d['token_log_probs']['max_abs_diff']:.1e}"),
+    ], d
+
+
+def _eval_process_cmd(quick: bool, tmp: str) -> list[str]:
+    return ["--json", "--workdir", tmp] + (["--quick"] if quick else [])
+
+
+def _eval_process_parse(stdout: str, tmp: str) -> tuple[list[Row], dict]:
+    d = _last_json(stdout)
+    n = d["new_tokens"]
+    setup = (f"{d['problems']} GSM8K 8-shot problems ({d['prompt_tokens'][0]}-{d['prompt_tokens'][1]} tokens), "
+             f"batch {d['batch']}, {n['ours']:,} / {n['hf']:,} new tokens, {d['params_M']}M params, "
+             f"{d['threads']} threads")
+    return [
+        Row("eval_process", "eval CLI whole process vs HF script", f"{d['ratio']:.2f}x",
+            f"target <= {d['target']}x; {setup}"),
+        Row("eval_process", "whole-process wall s, eval CLI / HF script", f"{d['ours_s']:.1f} / {d['hf_s']:.1f}",
+            f"CPU s {d['ours_cpu_s']:.1f} / {d['hf_cpu_s']:.1f}"),
     ], d
 
 
@@ -244,6 +267,8 @@ BENCHMARKS = [
     Bench("rollout", ("rollout_throughput.py",), "rollout vs transformers generate", _rollout_cmd, _rollout_parse),
     Bench("rl_step", ("rl_step*.py", "*rl_step*.py", "rl_phases*.py"), "RL step phase breakdown", _rl_step_cmd,
           _rl_step_parse),
+    Bench("eval_process", ("eval_process.py",), "eval CLI whole process vs HF script", _eval_process_cmd,
+          _eval_process_parse),
 ]
 
 

@@ -213,12 +213,13 @@ def compact_kv_cache(context, rows: torch.Tensor) -> None:
     """Keep only ``rows`` of a static inference context's KV cache, moved to the first rows (the batch
     shrinks: later passes feed ``len(rows)`` sequences). megatron's buffers are ``[positions, batch, ...]``;
     the lean forward's, tagged ``(BATCH_FIRST, layer)``, ``[batch, groups, positions, dim]``
-    (:func:`megatron_octo.models.lean_forward.kv_memory`)."""
-    end, n = context.sequence_len_offset, len(rows)
+    (:func:`megatron_octo.models.lean_forward.kv_memory`), their first ``context.shared_prefix`` columns
+    the batch's shared prefix in row 0, kept in place."""
+    end, n, lead = context.sequence_len_offset, len(rows), getattr(context, "shared_prefix", 0) or 0
     for tag, (key, value) in context.key_value_memory_dict.items():
         for mem in (key, value):
             if isinstance(tag, tuple):
-                mem[:n, :, :end] = mem[rows, :, :end]
+                mem[:n, :, lead:end] = mem[rows, :, lead:end]
             else:
                 mem[:end, :n] = mem[:end, rows]
 
@@ -311,7 +312,8 @@ class Generator(EngineOnModel):
     in batches of similar prompt length (:func:`plan_batches`).
     """
 
-    def __init__(self, model, tokenizer, *, max_sequence_length: int, max_batch_size: int = 32, seed: int = 1234):
+    def __init__(self, model, tokenizer, *, max_sequence_length: int, max_batch_size: int = 32, seed: int = 1234,
+                 share_prefix: bool = True):
         from megatron.core.inference.contexts import StaticInferenceContext
         from megatron.core.inference.engines import StaticInferenceEngine
 
@@ -329,6 +331,7 @@ class Generator(EngineOnModel):
 
         # megatron's forward stays for what the lean pass does not cover (pipeline stages, biases, ...)
         self.lean = lean_forward.forward if self.own_loop and lean_forward.unsupported(model) is None else None
+        self.share_prefix = share_prefix  # a batch's shared prompt prefix fed once (lean forward only)
 
     def _sampling_params(self, sc: SamplingConfig, prompt_len: int):
         params = megatron_sampling_params(sc, token_budget(sc, prompt_len, self.max_sequence_length))
@@ -384,7 +387,7 @@ class Generator(EngineOnModel):
         ctx = self.context
         dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
         rows, width = len(prompts), max(len(p) for p in prompts)
-        lead = shared_prefix_length(prompts) if self.lean is not None else 0
+        lead = shared_prefix_length(prompts) if self.lean is not None and self.share_prefix else 0
         eod = self.tokenizer.eod
         pad = torch.tensor([width - len(p) for p in prompts], device=dev)
         tokens = torch.tensor([list(p[:lead]) + [eod] * (width - len(p)) + list(p[lead:]) for p in prompts],

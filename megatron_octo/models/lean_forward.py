@@ -104,8 +104,9 @@ def forward(model, context, tokens: torch.Tensor, positions: torch.Tensor,
     offsets = getattr(context, "position_offsets", None)
     table = model.rotary_pos_emb(context.max_sequence_length)
     cos, sin = pass_cos_sin(context, table, start, s, offsets, rope_mscale(cfg), h.dtype)
-    # The batch's shared prompt prefix (Generator): its pass (the first, one row) caches it in the shared row
-    # of kv_memory; every later pass attends to it there and to its rows' own keys from column ``lead``.
+    # The batch's shared prompt prefix (Generator): its pass (the first, one row) caches it in row 0's first
+    # ``lead`` columns (the other rows' are never written); every later pass attends to it there and to its
+    # rows' own keys from column ``lead``.
     lead = getattr(context, "shared_prefix", 0) or 0
     prefix_pass = lead > 0 and start == 0
     if prefix_pass and (b != 1 or s != lead):
@@ -122,12 +123,11 @@ def forward(model, context, tokens: torch.Tensor, positions: torch.Tensor,
         q, k, v = torch.split(qkv, [heads // groups * hn, hn, hn], dim=3)
         q = rotate(q.reshape(s, b, heads, hn), cos, sin).permute(1, 2, 0, 3)  # [b, heads, s, hn]
         key_mem, value_mem = kv_memory(context, sa)
-        rows = slice(context.max_batch_size, None) if prefix_pass else slice(0, b)
-        key_mem[rows, :, start:start + s] = rotate(k, cos, sin).permute(1, 2, 0, 3)
-        value_mem[rows, :, start:start + s] = v.permute(1, 2, 0, 3)
+        key_mem[:b, :, start:start + s] = rotate(k, cos, sin).permute(1, 2, 0, 3)
+        value_mem[:b, :, start:start + s] = v.permute(1, 2, 0, 3)
         first = 0 if prefix_pass else lead  # the rows' own keys start after the shared prefix
-        own_k, own_v = key_mem[rows, :, first:start + s], value_mem[rows, :, first:start + s]
-        prefix = (key_mem[-1:, :, :lead], value_mem[-1:, :, :lead]) if first else None
+        own_k, own_v = key_mem[:b, :, first:start + s], value_mem[:b, :, first:start + s]
+        prefix = (key_mem[:1, :, :lead], value_mem[:1, :, :lead]) if first else None
         scale = sa.core_attention.softmax_scale
         if row_pads is not None:
             o = prefill_rows(q, own_k, own_v, row_pads, scale, prefix)
@@ -149,15 +149,15 @@ def forward(model, context, tokens: torch.Tensor, positions: torch.Tensor,
 
 
 def kv_memory(context, sa) -> tuple:
-    """Attention layer ``sa``'s key and value memory, batch first: ``[batch + 1, groups, positions, dim]``,
-    the last row a shared prompt prefix's (:func:`forward`). Decoding reads each sequence's keys as one contiguous block: over megatron's ``[positions, batch,
+    """Attention layer ``sa``'s key and value memory, batch first: ``[batch, groups, positions, dim]`` (a shared
+    prompt prefix in row 0's first columns: :func:`forward`). Decoding reads each sequence's keys as one contiguous block: over megatron's ``[positions, batch,
     groups, dim]`` buffers (every key 12 KB from the next at batch 16) SDPA's CPU kernel took 2.4x the time.
     Kept in the context's ``key_value_memory_dict`` under ``(BATCH_FIRST, layer_number)`` beside megatron's
     own entries, so what frees or compacts those frees or compacts these
     (:func:`megatron_octo.generation.compact_kv_cache`, :func:`megatron_octo.generators.release_kv_cache`)."""
     memory, tag = context.key_value_memory_dict, (BATCH_FIRST, sa.layer_number)
     if tag not in memory:
-        shape = (context.max_batch_size + 1, sa.num_query_groups_per_partition, context.max_sequence_length,
+        shape = (context.max_batch_size, sa.num_query_groups_per_partition, context.max_sequence_length,
                  sa.hidden_size_per_attention_head)
         dev = torch.cuda.current_device() if torch.cuda.is_available() else torch.device("cpu")
         memory[tag] = tuple(torch.empty(shape, dtype=sa.config.params_dtype, device=dev) for _ in range(2))

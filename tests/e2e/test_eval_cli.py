@@ -120,7 +120,8 @@ def test_kv_cache_is_sized_for_the_longest_prompt_plus_new_tokens(checkpoint):
                   for name in ("gsm8k", "amc23") for line in open(out / f"{name}.jsonl"))
     tiny = PRESETS["tiny"]
     assert longest + 8 < tiny.max_position_embeddings
-    assert seen["shapes"] == [[longest + 8, 3, tiny.num_query_groups, tiny.kv_channels]], (seen, longest)
+    assert seen["batch_first"], seen  # the lean forward's buffers: [batch, groups, positions, dim]
+    assert seen["shapes"] == [[3, tiny.num_query_groups, longest + 8, tiny.kv_channels]], (seen, longest)
     assert seen["buffers"] == 2 * tiny.num_layers
 
 

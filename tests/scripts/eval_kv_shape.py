@@ -18,6 +18,8 @@ def keep(*args, **kwargs):
 
 runner.make_generator = keep
 rc = runner.main(sys.argv[1:])
-buffers = [t for kv in made[0].context.key_value_memory_dict.values() for t in kv] if made else []
+memory = made[0].context.key_value_memory_dict if made else {}
+buffers = [t for kv in memory.values() for t in kv]
 print(json.dumps({"rc": rc, "max_sequence_length": made[0].max_sequence_length if made else None,
-                  "shapes": sorted({tuple(t.shape) for t in buffers}), "buffers": len(buffers)}))
+                  "shapes": sorted({tuple(t.shape) for t in buffers}), "buffers": len(buffers),
+                  "batch_first": bool(memory) and all(isinstance(tag, tuple) for tag in memory)}))

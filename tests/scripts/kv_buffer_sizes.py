@@ -1,6 +1,6 @@
 """The KV buffers megatron-core itself allocates for given engine arguments (tiny model, CPU, one process):
 the static engine's StaticInferenceContext buffers after a generation (they are allocated on the first
-forward) and the dynamic engine's DynamicInferenceContext memory_buffer. Prints one JSON object that
+forward; by the Generator's lean forward, batch first, where it covers the model) and the dynamic engine's DynamicInferenceContext memory_buffer. Prints one JSON object that
 tests/unit/test_planner_rl.py compares with megatron_octo.planner's arithmetic for the same arguments.
 
 Usage: python tests/scripts/kv_buffer_sizes.py"""
@@ -38,9 +38,12 @@ def main():
     for batch, seq in STATIC:
         gen = Generator(model, tok, max_sequence_length=seq, max_batch_size=batch, seed=1)
         gen.generate(["Problem: 2 + 2 = ?"], SamplingConfig(max_new_tokens=2, temperature=0.0))
-        bufs = [t for kv in gen.context.key_value_memory_dict.values() for t in kv]
+        memory = gen.context.key_value_memory_dict
+        bufs = [t for kv in memory.values() for t in kv]
         out["static"].append({"batch": batch, "seq": seq, "bytes": sum(t.numel() * t.element_size() for t in bufs),
-                              "shape": list(bufs[0].shape), "buffers": len(bufs)})
+                              "shape": list(bufs[0].shape), "buffers": len(bufs),
+                              # megatron's [positions, batch, ...] or the lean forward's batch-first tagged ones
+                              "batch_first": all(isinstance(tag, tuple) for tag in memory)})
     for batch, seq, block, gb in DYNAMIC:
         gen = DynamicGenerator(model, tok, max_sequence_length=seq, max_batch_size=batch, seed=1, cuda_graphs=False,
                                kv_cache_gb=gb, block_size_tokens=block)

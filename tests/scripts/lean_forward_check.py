@@ -11,6 +11,16 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 
 
+class EodAs:
+    """The tokenizer with another token id as EOD."""
+
+    def __init__(self, tok, eod: int):
+        self._tok, self.eod = tok, eod
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+
 def main():
     from torch.profiler import ProfilerActivity, profile
 
@@ -42,6 +52,11 @@ def main():
 
     out = {"unsupported": lean_forward.unsupported(model), "onednn": lean_forward.onednn_gemm_available()}
     runs = {}
+    shot = ("Q: There are 15 trees in the grove. Workers will plant trees today. After they are done, there "
+            "will be 21 trees. How many trees did they plant?\nA: 21 - 15 = 6. The answer is 6.\n\nQ: ")
+    few_shot = [shot + "What is 2 + 2?\nA:", shot + "Tom has 3 apples and buys 4 more. How many now?\nA:"]
+    first = gen.generate(few_shot[:1], SamplingConfig(max_new_tokens=16, temperature=0.0, ignore_eod=True))
+    gen_eod = Generator(model, EodAs(tok, first[0][0].tokens[2]), max_sequence_length=128, max_batch_size=4, seed=5)
     for name, fn in (("lean", counted), ("megatron", None)):
         gen.lean = fn
         lean_passes.clear(), megatron_passes.clear()
@@ -55,9 +70,6 @@ def main():
             gens = [g[0] for ps in prompt_sets for g in gen.generate(ps, sc)]
             res[case] = {"tokens": [g.tokens for g in gens], "log_probs": [g.log_probs for g in gens]}
         # Few-shot prompts, two samples each: a shared prefix the lean forward computes once.
-        shot = ("Q: There are 15 trees in the grove. Workers will plant trees today. After they are done, there "
-                "will be 21 trees. How many trees did they plant?\nA: 21 - 15 = 6. The answer is 6.\n\nQ: ")
-        few_shot = [shot + "What is 2 + 2?\nA:", shot + "Tom has 3 apples and buys 4 more. How many now?\nA:"]
         gen.reseed(7)
         before = dict(gen.stats)
         gens = [g for per in gen.generate(few_shot, SamplingConfig(max_new_tokens=16, temperature=1.0, n=2,
@@ -67,6 +79,13 @@ def main():
                                 "positions": gen.stats["positions"] - before["positions"],
                                 "passes": gen.stats["passes"] - before["passes"],
                                 "prompt_lengths": [len(tok.tokenize(p)) for p in few_shot]}
+        # Rows leaving the batch while the others decode over the shared prefix: row 0 (whose cache row holds
+        # the prefix) ends first, at the token it generates third (played as EOD), greedy.
+        gen_eod.lean = fn
+        gens = [g[0] for g in gen_eod.generate(few_shot, SamplingConfig(max_new_tokens=16, temperature=0.0,
+                                                                         return_log_probs=True))]
+        res["shared_prefix_eod"] = {"tokens": [g.tokens for g in gens], "log_probs": [g.log_probs for g in gens],
+                                    "reasons": [g.finish_reason for g in gens]}
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             gen.generate(prompts[:1], SamplingConfig(max_new_tokens=2, temperature=0.0))
         res["onednn_gemms"] = sum(e.count for e in prof.key_averages() if e.key == "mkldnn::_linear_pointwise")

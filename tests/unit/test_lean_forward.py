@@ -37,10 +37,11 @@ def test_lean_forward_generates_what_megatron_forward_generates(gemm):
     lean, meg = r["runs"]["lean"], r["runs"]["megatron"]
     # What ran: every pass through the lean forward, none through GPTModel.forward (and the reverse).
     assert lean["lean_passes"] > 0 and lean["megatron_passes"] == 0, lean
-    assert meg["lean_passes"] == 0 and meg["megatron_passes"] == lean["lean_passes"] - 1, (lean, meg)  # 1: the prefix
-    for case in ("padded_sampled", "single_greedy", "shared_prefix"):
+    assert meg["lean_passes"] == 0 and meg["megatron_passes"] == lean["lean_passes"] - 2, (lean, meg)  # the prefixes
+    assert lean["shared_prefix_eod"]["reasons"][0] == "eod", lean["shared_prefix_eod"]  # row 0 left first
+    for case in ("padded_sampled", "single_greedy", "shared_prefix", "shared_prefix_eod"):
         assert lean[case]["tokens"] == meg[case]["tokens"], case
-        assert all(len(t) == 16 for t in lean[case]["tokens"]), case
+        assert case.endswith("eod") or all(len(t) == 16 for t in lean[case]["tokens"]), case
         assert _max_diff(lean[case]["log_probs"], meg[case]["log_probs"]) <= 1e-5, case
     # The few-shot prompts' shared prefix fed once, not once per row (2 prompts x 2 samples, 16 tokens each).
     shared = r["shared_prefix_tokens"]
