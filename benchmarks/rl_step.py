@@ -178,6 +178,18 @@ class _Timed:
             return forward(inputs, *args, **kwargs)
 
         wrapped.run_one_forward_step = counted
+        lean = trainer.generator.lean  # the Generator's passes when its lean forward covers the model
+
+        def counted_lean(model, context, tokens, *args):
+            rows, new = tokens.shape
+            c = self.counts
+            c["engine_passes"] += 1
+            c["engine_positions"] += rows * new
+            c["rotated_keys"] += rows * new  # each new key rotated once, as the cached-RoPE attention does
+            return lean(model, context, tokens, *args)
+
+        if lean is not None:
+            trainer.generator.lean = counted_lean
 
     def _cpu_timed(self, obj, name: str, key: str, record=None):
         """Wrap ``obj.name`` to add its CPU seconds to ``counts[key_cpu_s]``; returns the undo."""

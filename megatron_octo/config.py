@@ -501,9 +501,6 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool, have_fla
     if par.pp > 1 and cfg.rl.algorithm == "ppo":
         fail("parallel.pp", "PPO's critic does not run with pipeline parallelism yet: set parallel.pp=1 "
              "(parallel.tp / data parallel) or rl.algorithm=grpo")
-    if par.pp > 1 and cfg.rl.micro_batch_tokens > 0:
-        fail("parallel.pp", "pipeline stages exchange activations of one shape: token-budget micro-batches "
-             "(rl.micro_batch_tokens) need parallel.pp=1; set rl.micro_batch_tokens=0")
     if world_size % (par.tp * par.pp * par.cp):
         fail("parallel.tp", f"tp*pp*cp = {par.tp * par.pp * par.cp} does not divide the world size {world_size}")
     check_fp8(cfg.model, capability)

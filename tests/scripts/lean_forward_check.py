@@ -10,15 +10,7 @@ import warnings
 warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 
-
-class EodAs:
-    """The tokenizer with another token id as EOD."""
-
-    def __init__(self, tok, eod: int):
-        self._tok, self.eod = tok, eod
-
-    def __getattr__(self, name):
-        return getattr(self._tok, name)
+from generation_stop_check import EodAs  # noqa: E402  (this script's folder is on sys.path)
 
 
 def main():

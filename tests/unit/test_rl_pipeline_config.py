@@ -1,5 +1,5 @@
 """RL with pipeline parallelism: which configs validate (GRPO on the static engine) and which fail
-naming the key (PPO's critic, token-budget micro-batches, the dynamic engine)."""
+naming the key (PPO's critic, the dynamic engine)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ def _cfg(tmp_path, *overrides):
 
 def test_grpo_with_pipeline_stages_validates(tmp_path):
     validate_rl(_cfg(tmp_path), 2, have_gpu=False, have_te=False)
+    validate_rl(_cfg(tmp_path, "rl.micro_batch_tokens=256"), 2, have_gpu=False, have_te=False)
     validate_rl(_cfg(tmp_path, "rl.rollout_engine=static"), 4, have_gpu=True, have_te=True, have_flash_attn=True)
 
 
 @pytest.mark.parametrize("overrides,key,gpu", [
     (("rl.algorithm=ppo",), "parallel.pp", False),
-    (("rl.micro_batch_tokens=256",), "parallel.pp", False),
     (("rl.rollout_engine=auto",), "rl.rollout_engine", True),  # auto = dynamic on a GPU with flash-attn
 ])
 def test_pipeline_limits_name_the_key(tmp_path, overrides, key, gpu):
