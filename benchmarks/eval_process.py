@@ -55,9 +55,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from rollout_throughput import PRESETS  # noqa: E402
+from rollout_throughput import PRESETS  # noqa: E402  (this script's folder is on sys.path)
 
 TOKENIZER = os.path.join(ROOT, "data", "tokenizer", "octo_sp8k.model")
 PROTOCOL = "gsm8k_8shot"
