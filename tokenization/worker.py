@@ -191,7 +191,14 @@ _STATE: dict = {}
 
 
 def _worker_signals() -> None:
+    import multiprocessing
     import signal
+
+    from tokenization.process_lifetime import die_with_parent
+
+    # The parent's SIGTERM path ends it with os._exit, after killing the workers it knows; a worker
+    # the pool forks in between (it replaces dead ones) would live on holding the caller's pipes.
+    die_with_parent(multiprocessing.parent_process().pid)
 
     # the parent creates workers with SIGTERM blocked (see preprocess._ordered_results);
     # Pool.terminate() must end a worker at once

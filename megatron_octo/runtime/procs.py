@@ -10,23 +10,10 @@ queue first, from a Manager whose server process asks Linux to SIGKILL it when i
 from __future__ import annotations
 
 import os
-import signal
-import sys
 
-PR_SET_PDEATHSIG = 1
+from tokenization.process_lifetime import die_with_parent
 
-
-def die_with_parent(parent_pid: int) -> None:
-    """Manager initializer (runs in the spawned server process)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
+__all__ = ["die_with_parent", "tie_checkpoint_writer_to_parent"]
 
 
 def tie_checkpoint_writer_to_parent() -> None:

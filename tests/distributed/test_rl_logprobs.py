@@ -35,19 +35,20 @@ def test_rollout_logprobs_equal_forward(tp):
     assert r["cached_rope_layers"] > 0 and r["rope_tokens_equal"] and r["max_dlogp_rope"] <= 1e-5, r
 
 
-def _pp_results(ckpt_dir, pp):
+def _pp_results(ckpt_dir, pp, out_dir):
     launcher = [sys.executable] if pp == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                   f"--nproc-per-node={pp}"]
-    res = run([*launcher, "tests/scripts/rl_pp_logprob_check.py", str(pp), str(ckpt_dir)], timeout=280)
+    out_dir.mkdir()
+    res = run([*launcher, "tests/scripts/rl_pp_logprob_check.py", str(pp), str(ckpt_dir), str(out_dir)], timeout=280)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    return [json.loads(line[7:]) for line in res.stdout.splitlines() if line.startswith("RESULT ")]
+    return [json.loads(p.read_text()) for p in sorted(out_dir.glob("result-*.json"))]
 
 
-def test_pp2_rollouts_and_logprobs_equal_pp1(tiny_text_checkpoint):
+def test_pp2_rollouts_and_logprobs_equal_pp1(tiny_text_checkpoint, tmp_path):
     """At PP=2 (the last stage's logits broadcast to the first) every rank samples the same tokens as
     PP=1, and the pipeline schedule's log-probs and entropy equal PP=1's (<= 1e-5)."""
-    (one,) = _pp_results(tiny_text_checkpoint / "ckpt", 1)
-    two = _pp_results(tiny_text_checkpoint / "ckpt", 2)
+    (one,) = _pp_results(tiny_text_checkpoint / "ckpt", 1, tmp_path / "pp1")
+    two = _pp_results(tiny_text_checkpoint / "ckpt", 2, tmp_path / "pp2")
     assert sorted(r["rank"] for r in two) == [0, 1]
     assert sum(len(t) for t in one["tokens"]) > 0, one  # something was generated
     for r in two:

@@ -1,8 +1,10 @@
 """Rollouts and log-probs of a checkpoint at the process group's pipeline size: the sampled tokens, the
 engine's log-probs and the training forward's log-probs and entropy (``rl.logprobs.pipeline_log_probs``
-at PP > 1, the trainer's direct forward at PP = 1). Every rank prints its ``RESULT`` line; the test
+at PP > 1, the trainer's direct forward at PP = 1). Every rank writes ``<out_dir>/result-<rank>.json``
+(files, not stdout: two ranks' lines interleave on torchrun's shared pipe); the test
 (tests/distributed/test_rl_logprobs.py) compares PP=2 with PP=1 and the ranks with each other."""
 import json
+import os
 import sys
 import warnings
 
@@ -20,7 +22,7 @@ def main():
     from megatron_octo.rl.logprobs import pipeline_log_probs, position_ids, token_entropy, token_log_probs
     from megatron_octo.runtime import distributed as rt
 
-    pp, ckpt_dir = int(sys.argv[1]), sys.argv[2]
+    pp, ckpt_dir, out_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     cfg = cfgmod.load(None, ["train.tokens=0", "model.preset=tiny", "tokenizer.library=sentencepiece",
                              "tokenizer.path=data/tokenizer/octo_sp8k.model", f"parallel.pp={pp}"])
     rt.install_device_mode()
@@ -56,10 +58,15 @@ def main():
         with torch.no_grad():
             logp1 = token_log_probs(model(tokens[:, :-1], position_ids(tokens), None), tokens[:, 1:], 1.0)
     engine = max(abs(a - b) for g, sl, row in zip(flat, resp, logp1) for a, b in zip(g.log_probs, row[sl].tolist()))
-    print("RESULT " + json.dumps({
-        "rank": torch.distributed.get_rank(), "pp": pp, "tokens": [g.tokens for g in flat],
+    rank = torch.distributed.get_rank()
+    result = json.dumps({
+        "rank": rank, "pp": pp, "tokens": [g.tokens for g in flat],
         "logp": [row[sl].tolist() for row, sl in zip(logp, resp)],
-        "entropy": [row[sl].tolist() for row, sl in zip(ent, resp)], "max_dlogp_engine": engine}), flush=True)
+        "entropy": [row[sl].tolist() for row, sl in zip(ent, resp)], "max_dlogp_engine": engine})
+    path = os.path.join(out_dir, f"result-{rank}.json")
+    with open(path + ".tmp", "w") as f:
+        f.write(result)
+    os.replace(path + ".tmp", path)
     rt.shutdown()
 
 

@@ -508,3 +508,51 @@ def test_input_errors_name_the_input(tmp_path):
             run_pp([f], tmp_path / "o", f"--partition={bad}")
     with pytest.raises(FileNotFoundError, match="output directory does not exist"):
         run_pp([f], tmp_path / "no" / "such" / "o")
+
+
+_ORPHAN_SCRIPT = """
+import multiprocessing as mp, os, sys, time
+from tokenization.worker import init_forked_worker
+
+def stuck():
+    init_forked_worker()
+    time.sleep(300)  # as a worker blocked on the queue lock of a sibling the parent SIGKILLed
+
+if __name__ == "__main__":
+    p = mp.get_context("fork").Process(target=stuck)
+    p.start()
+    print(p.pid, flush=True)
+    time.sleep(float(sys.argv[1]))
+    os._exit(143)  # the preprocessor's SIGTERM path: no join, no cleanup
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # an unreaped zombie is dead
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("parent_lives", [0.0, 0.5])
+def test_a_pool_worker_dies_with_its_parent(tmp_path, parent_lives):
+    """A worker the pool forked just before the parent's os._exit (it replaces killed ones) must not
+    live on holding the caller's pipes: the kernel kills it with its parent (PR_SET_PDEATHSIG), also
+    when the parent was already gone by the time the worker asked for that."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    res = subprocess.run([sys.executable, str(script), str(parent_lives)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 143, res.stderr
+    pid = int(res.stdout.split()[0])
+    deadline = time.time() + 10
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, 9)
+        raise AssertionError("the worker outlived its parent")
