@@ -25,14 +25,14 @@ fp32, the bundled 8K SentencePiece tokenizer. Built before the timed region, in 
 removed at the end: an initial checkpoint from the train CLI (``train.tokens=0``), and its export by
 ``tools/convert_to_hf.py``.
 
-Ids beyond the tokenizer: random weights pick ids >= 8,192 almost every step, and the eval CLI cannot
-turn them into text: the generation loop's stop-string check detokenizes every new token with the
-checkpoint's SentencePiece tokenizer, which raises ``IndexError: OUT_OF_RANGE: piece id is out of range``
-(uncaught: the CLI exits 1 at its first decode step). The eval has no path that drops unknown ids. So
-the checkpoint's embedding rows of those ids are zeroed (tied: also the output rows): their logits are 0
-while the largest of 8,192 random logits is positive, so greedy decoding never picks them. The model and
-the work are unchanged (49,152-way output layer and argmax, same GEMMs on both sides);
-``--unmasked-vocab`` keeps the rows and shows the crash.
+Ids beyond the tokenizer: random weights pick ids >= 8,192 almost every step. Both sides leave them out
+of the text (Hugging Face's fast tokenizers do; the project's tokenizers do since 2026-12-03: before,
+SentencePiece raised ``IndexError: OUT_OF_RANGE: piece id is out of range`` at the eval CLI's first decode
+step). The README's figures were taken with the checkpoint's embedding rows of those ids zeroed (tied: also
+the output rows): their logits are 0 while the largest of 8,192 random logits is positive, so greedy
+decoding never picks them and both sides generate text of the tokenizer's ids; that stays the default. The
+model and the work are unchanged (49,152-way output layer and argmax, same GEMMs on both sides);
+``--unmasked-vocab`` keeps the rows.
 
 Checks (the benchmark fails otherwise): both sides tokenize the prompts to the same ids (the export's
 ``tokenizer.json`` against the checkpoint's tokenizer), and generate the same number of new tokens within
@@ -71,7 +71,7 @@ def prompt_ids_digest(ids: list[list[int]]) -> str:
 
 def prepare_worker(args) -> int:
     """Checkpoint ``args.prepare_worker`` (the train CLI's) -> ``args.out`` with the embedding rows of ids
-    the tokenizer cannot detokenize zeroed (unless --unmasked-vocab), and the prompts' ids for the check."""
+    the tokenizer does not know zeroed (unless --unmasked-vocab), and the prompts' ids for the check."""
     # lazy: torch and megatron-core load in the worker process only, after OMP_NUM_THREADS is set
     import torch
 

@@ -45,25 +45,6 @@ PRESETS = {
 }
 
 
-class TextTokenizer:
-    """The bundled tokenizer for a model whose vocabulary is larger: ids it does not know are left out
-    of the text (random weights sample them)."""
-
-    def __init__(self, tok):
-        self._tok = tok
-        self.eod = tok.eod
-        self.vocab_size = tok.vocab_size
-
-    def tokenize(self, text):
-        return self._tok.tokenize(text)
-
-    def detokenize(self, ids):
-        return self._tok.detokenize([int(i) for i in ids if int(i) < self.vocab_size])
-
-    def __getattr__(self, name):
-        return getattr(self._tok, name)
-
-
 def build(preset: str, seed: int):
     # lazy: torch and megatron-core load after main() sets OMP_NUM_THREADS
     import torch
@@ -79,7 +60,7 @@ def build(preset: str, seed: int):
     arch = llama.run_architecture(cfg, tok)
     torch.manual_seed(seed)
     model = llama.build_gpt_model(cfg, arch, pre_process=True, post_process=True).eval()
-    return model, arch, TextTokenizer(tok)
+    return model, arch, tok  # ids beyond its 8K (random weights sample them) decode to nothing
 
 
 def to_hf(model, arch):

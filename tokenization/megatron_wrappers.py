@@ -21,9 +21,25 @@ def load_tokenizer(
 ):
     """Load a tokenizer as a megatron-core ``MegatronTokenizerBase`` (see the module table).
 
+    Its ``detokenize`` skips ids outside the tokenizer's vocabulary, as Hugging Face's fast tokenizers
+    do: the model's output layer is padded (to a multiple of 128 x TP, or a checkpoint's larger
+    vocabulary), an early or random checkpoint samples those rows, and sentencepiece and tiktoken
+    raise on them (``IndexError: piece id is out of range``) in the middle of an eval or a rollout.
+
     Raises ``FileNotFoundError`` for a missing path and ``TokenizerError`` (a ``ValueError``) for an
     unknown kind, a missing EOD token or a ``null`` tokenizer without ``vocab_size``.
     """
+    tok = _load(path, library, vocab_size, eod_token)
+    decode, size = tok.detokenize, tok.vocab_size
+
+    def detokenize(ids, *args, **kwargs) -> str:
+        return decode([i for i in ids if 0 <= i < size], *args, **kwargs)
+
+    tok.detokenize = detokenize
+    return tok
+
+
+def _load(path, library, vocab_size, eod_token):
     spec = encoder_spec(path, library, vocab_size, eod_token)
     if spec.library == "tiktoken" and spec.extra.get("layout") == "ranks":
         return TiktokenBPETokenizer(spec)

@@ -266,3 +266,29 @@ def test_spec_is_picklable_and_describes_file():
     d = spec.describe()
     assert d["library"] == "sentencepiece" and len(d["sha256"]) == 64
     assert isinstance(spec, EncoderSpec) and os.path.isabs(spec.path)
+
+
+# --- ids of the model's padded vocabulary ---------------------------------------------------------
+
+def _small_tiktoken(path: Path) -> Path:
+    lines = [f"{base64.b64encode(bytes([i])).decode()} {i}" for i in range(256)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["sentencepiece", "huggingface", "tiktoken", "tekken", "null"])
+def test_detokenize_skips_ids_beyond_the_vocabulary(kind, hf_json, tmp_path):
+    """An early or random checkpoint samples the output layer's padded rows (vocab rounded up to 128 x TP,
+    or a larger checkpoint vocabulary): the text leaves them out, as Hugging Face's tokenizers do, instead
+    of sentencepiece's IndexError / tiktoken's KeyError in the middle of an eval."""
+    path, library = {"sentencepiece": (BUNDLED_SPM, "auto"), "huggingface": (hf_json, "auto"),
+                     "tiktoken": (_small_tiktoken(tmp_path / "small.tiktoken"), "auto"),
+                     "tekken": (_tekken(tmp_path / "tekken.json"), "tiktoken"), "null": (None, "null")}[kind]
+    kw = {"vocab_size": 100} if kind == "null" else {}
+    tok = load_tokenizer(str(path) if path else None, library, **kw)
+    ids = tok.tokenize("1 2 3" if kind == "null" else "the theory of numbers")
+    text = tok.detokenize(ids)
+    assert text
+    beyond = [tok.vocab_size, tok.vocab_size + 61, 10**6]
+    mixed = [beyond[0]] + ids[:1] + beyond[1:] + ids[1:] + [beyond[0]]
+    assert tok.detokenize(mixed) == text
