@@ -33,6 +33,8 @@ def load_tokenizer(
     decode, size = tok.detokenize, tok.vocab_size
 
     def detokenize(ids, *args, **kwargs) -> str:
+        if hasattr(ids, "tolist"):  # a tensor or an array, as megatron's tokenizers accept
+            ids = ids.tolist()
         return decode([i for i in ids if 0 <= i < size], *args, **kwargs)
 
     tok.detokenize = detokenize

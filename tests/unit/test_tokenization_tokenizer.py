@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tokenization.tokenizer import (
@@ -292,3 +293,4 @@ def test_detokenize_skips_ids_beyond_the_vocabulary(kind, hf_json, tmp_path):
     beyond = [tok.vocab_size, tok.vocab_size + 61, 10**6]
     mixed = [beyond[0]] + ids[:1] + beyond[1:] + ids[1:] + [beyond[0]]
     assert tok.detokenize(mixed) == text
+    assert tok.detokenize(np.array(mixed)) == text  # arrays and tensors too, as megatron's accept them
