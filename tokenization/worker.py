@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from megatron_octo.runtime.procs import die_with_parent
 from tokenization.readers import ReadProblem
 from tokenization.templates import get_template
 from tokenization.tokenizer import EncoderSpec, FastEncoder
@@ -193,8 +194,6 @@ _STATE: dict = {}
 def _worker_signals() -> None:
     import multiprocessing
     import signal
-
-    from tokenization.process_lifetime import die_with_parent
 
     # The parent's SIGTERM path ends it with os._exit, after killing the workers it knows; a worker
     # the pool forks in between (it replaces dead ones) would live on holding the caller's pipes.

@@ -10,10 +10,30 @@ queue first, from a Manager whose server process asks Linux to SIGKILL it when i
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
-from tokenization.process_lifetime import die_with_parent
+PR_SET_PDEATHSIG = 1
 
-__all__ = ["die_with_parent", "tie_checkpoint_writer_to_parent"]
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit now if it already has.
+
+    Called first thing in a child: the checkpoint writer's Manager, the reward worker, the preprocessor's
+    pool workers. A parent that exits with ``os._exit`` (the preprocessor's SIGTERM path) or is SIGKILLed
+    cannot stop its children itself, and a ``multiprocessing.Pool`` may fork a replacement worker between
+    the parent's last kill and its exit. Imports nothing but the standard library (tokenization's workers
+    must not load torch).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def tie_checkpoint_writer_to_parent() -> None:
