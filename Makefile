@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 RUN    ?= runs/demo
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: venv demo demo-smoke rl-demo demo-clean test test-fast test-gpu-sim clean
+.PHONY: venv demo demo-seeds demo-smoke rl-demo rl-demo-seeds demo-clean test test-fast test-gpu-sim clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m megatron_octo.demo --out $(RUN)
 
+# The whole pipeline once per seed (task split, initialisation, data order, RL sampling): each model's
+# accuracy before/after RL as mean ± sd and whether every claim holds in every seed (runs/demo-seeds/seeds.md).
+demo-seeds: $(STAMP)
+	$(BIN)/python -m megatron_octo.demo --seeds 0,1,2 --out runs/demo-seeds
+
 # Every stage with a few steps (what CI runs): the mechanics, not results.
 demo-smoke: $(STAMP)
 	$(BIN)/python -m megatron_octo.demo --smoke --out runs/demo-smoke
@@ -31,6 +36,10 @@ demo-smoke: $(STAMP)
 # ~10 min on 2 CPU cores); result table in runs/rl-demo/rl_demo.json.
 rl-demo: $(STAMP)
 	$(BIN)/python -m megatron_octo.rl_demo --out runs/rl-demo
+
+# `make rl-demo` once per seed: GRPO's and PPO's gains as mean ± sd (runs/rl-demo-seeds/seeds.md).
+rl-demo-seeds: $(STAMP)
+	$(BIN)/python -m megatron_octo.rl_demo --seeds 0,1,2 --out runs/rl-demo-seeds
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra --durations=25 tests

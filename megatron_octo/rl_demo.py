@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from typing import Optional
@@ -48,24 +49,27 @@ SMOKE = demo.Budget(
 )
 
 
-def plan(out: str, data: Optional[str], nproc: int, budget: demo.Budget) -> list[demo.Stage]:
-    """Data stages (unless ``data`` is given), the supervised stage, then GRPO and PPO from it."""
+def plan(out: str, data: Optional[str], nproc: int, budget: demo.Budget, seed: int = 0) -> list[demo.Stage]:
+    """Data stages (unless ``data`` is given), the supervised stage, then GRPO and PPO from it; ``seed`` picks
+    the task's split, the initialisation and data order, and the RL sampling (as ``make demo --seed``)."""
     stages = []
     if data is None:
         data = os.path.join(out, "data")
         # The first three stages of `make demo`: task, tokenizer, tokenized mixtures.
-        stages += demo.plan(out, nproc, [], budget)[:3]
+        stages += demo.data_stages(out, budget, seed)
     tok = os.path.join(data, "tokenizer", "demo_sp2k.model")
     arith = os.path.join(data, "arith")
+    seeds = [f"train.seed={demo.SEED_BASE + seed}", f"rl.seed={demo.SEED_BASE + seed}"]
     sft = demo.stage_command(nproc, "megatron_octo.train", "recipes/demo/sft.yaml", [
-        f"tokenizer.path={tok}", f"data.mixture={data}/mixture.yaml", f"checkpoint.save={out}/sft", *budget.stable])
+        f"tokenizer.path={tok}", f"data.mixture={data}/mixture.yaml", f"checkpoint.save={out}/sft", seeds[0],
+        *budget.stable])
     stages.append(demo.Stage("sft", "supervised stage: short chain-of-thought solutions, from scratch", sft, 200.0))
     for name, (algo, recipe, seconds) in RUNS.items():
         stages.append(demo.Stage(name, f"{algo} from the supervised checkpoint", demo.stage_command(
             nproc, "megatron_octo.rl", recipe,
             [f"tokenizer.path={tok}", f"rl.prompts={arith}/arith_rl.jsonl.gz",
              f"rl.val_benchmarks={arith}/arith_heldout.jsonl", f"checkpoint.init_from={out}/sft",
-             f"checkpoint.save={out}/{name}", *budget.rl]), seconds))
+             f"checkpoint.save={out}/{name}", seeds[1], *budget.rl]), seconds))
     return stages
 
 
@@ -112,6 +116,72 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
+def aggregate_seeds(results: dict) -> dict:
+    """--seeds: per run, the before/after accuracy and the gain as mean ± sample sd over seeds, and whether every
+    seed gained at least GAIN_TARGET."""
+    out = {}
+    for name in RUNS:
+        rows = {s: r[name] for s, r in results.items() if "error" not in r.get(name, {"error": 1})}
+        if not rows:
+            continue
+        stats = {}
+        for key in ("accuracy_before", "accuracy_after", "gain_points"):
+            vals = [row[key] for row in rows.values()]
+            stats[key] = {"mean": sum(vals) / len(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                          "values": vals}
+        out[name] = {"algorithm": RUNS[name][0], **stats, "seeds": list(rows),
+                     "every_seed_gains": all(row["gain_points"] >= 100 * GAIN_TARGET - 1e-6 for row in rows.values())}
+    return out
+
+
+def render_seeds(agg: dict) -> str:
+    lines = [f"| run | held-out accuracy at step 0 | at the end | gain (points) | every seed >= +{GAIN_TARGET * 100:.0f} |",
+             "|---|---|---|---|---|"]
+    for r in agg.values():
+        def cell(k, scale=100.0, sign=""):
+            st = r[k]
+            vals = ", ".join(f"{scale * v:{sign}.1f}" for v in st["values"])
+            return f"{scale * st['mean']:{sign}.1f} ± {scale * st['sd']:.1f} ({vals})"
+        lines.append(f"| {r['algorithm']} | {cell('accuracy_before')}% | {cell('accuracy_after')}% | "
+                     f"{cell('gain_points', 1.0, '+')} | {'yes' if r['every_seed_gains'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def run_one(out: str, data: Optional[str], args, budget: demo.Budget, seed: int, env: dict) -> tuple[int, dict]:
+    os.makedirs(out, exist_ok=True)
+    stages = plan(out, data, args.nproc, budget, seed=seed)
+    total = len(stages) + 1
+    facts = {"command": " ".join([os.path.basename(sys.executable), "-m", "megatron_octo.rl_demo",
+                                  *(args.argv if args.argv is not None else sys.argv[1:])]),
+             "seed": seed, "smoke": args.smoke, "stages": {},
+             "synthetic": "held-out accuracy and rewards are on the synthetic arithmetic task"}
+    t0 = time.perf_counter()
+    rc = demo.run_stages(stages, total, out, env, t0, sum(s.weight for s in stages), facts)
+    if rc != 0:
+        return rc, {}
+
+    print(f"\n=== [{total}/{total}] result (elapsed {time.perf_counter() - t0:.0f}s)", flush=True)
+    result = summarize(out)
+    for name, r in result.items():
+        r["stage_seconds"] = facts["stages"][name]["seconds"]  # with start-up, loading and validation
+    facts["total_seconds"] = round(time.perf_counter() - t0, 1)
+    summary = {"result": result, "gain_target_points": 100 * GAIN_TARGET, "smoke": args.smoke, "seed": seed,
+               "total_seconds": facts["total_seconds"]}
+    for name, obj in (("rl_demo.json", summary), ("demo.json", facts)):
+        with open(os.path.join(out, name + ".tmp"), "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(os.path.join(out, name + ".tmp"), os.path.join(out, name))
+    report = plot_run.render_report(out)
+    print(render(result), flush=True)
+    print(f"\nDone in {time.perf_counter() - t0:.0f}s.\nResult: {out}/rl_demo.json\nReport: {report}\n"
+          f"TensorBoard: tensorboard --logdir {out}", flush=True)
+    errors = [f"{r['algorithm']}: {r['error']}" for r in result.values() if "error" in r]
+    if errors:  # a recipe without validation (rl.val_interval: 0) leaves nothing to show
+        print("no result for " + "; ".join(errors), file=sys.stderr)
+        return 1, result
+    return 0, result
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m megatron_octo.rl_demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +190,9 @@ def main(argv=None) -> int:
                    "arith/) instead of building one under --out")
     p.add_argument("--nproc", type=int, default=2, help="processes per stage (data parallel on CPU)")
     p.add_argument("--smoke", action="store_true", help="a few steps per stage (CI): mechanics, not results")
+    p.add_argument("--seed", type=int, default=0, help="the task split, model init, data order and RL sampling")
+    p.add_argument("--seeds", default=None, help="the whole run once per seed (e.g. 0,1,2) into OUT/seed_N; "
+                   "OUT/seeds.md: each run's gain as mean ± sd")
     args = p.parse_args(argv)
     out = os.path.abspath(args.out)
     data = os.path.abspath(args.data) if args.data else None
@@ -134,38 +207,29 @@ def main(argv=None) -> int:
             p.error(f"--data {data}: {data}/mixture.yaml has no 'sft' stage (an older `make demo` run's; re-run "
                     "tokenization/build_demo_data.py --arith on it, which rewrites mixture.yaml, or omit --data)")
     budget = SMOKE if args.smoke else FULL
-    os.makedirs(out, exist_ok=True)
+    args.argv = argv
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    stages = plan(out, data, args.nproc, budget)
-    total = len(stages) + 1
-    facts = {"command": " ".join([os.path.basename(sys.executable), "-m", "megatron_octo.rl_demo",
-                                  *(argv if argv is not None else sys.argv[1:])]),
-             "smoke": args.smoke, "stages": {},
-             "synthetic": "held-out accuracy and rewards are on the synthetic arithmetic task"}
-    t0 = time.perf_counter()
-    rc = demo.run_stages(stages, total, out, env, t0, sum(s.weight for s in stages), facts)
-    if rc != 0:
-        return rc
-
-    print(f"\n=== [{total}/{total}] result (elapsed {time.perf_counter() - t0:.0f}s)", flush=True)
-    result = summarize(out)
-    for name, r in result.items():
-        r["stage_seconds"] = facts["stages"][name]["seconds"]  # with start-up, loading and validation
-    facts["total_seconds"] = round(time.perf_counter() - t0, 1)
-    summary = {"result": result, "gain_target_points": 100 * GAIN_TARGET, "smoke": args.smoke,
-               "total_seconds": facts["total_seconds"]}
-    for name, obj in (("rl_demo.json", summary), ("demo.json", facts)):
-        with open(os.path.join(out, name + ".tmp"), "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(os.path.join(out, name + ".tmp"), os.path.join(out, name))
-    report = plot_run.render_report(out)
-    print(render(result), flush=True)
-    print(f"\nDone in {time.perf_counter() - t0:.0f}s.\nResult: {out}/rl_demo.json\nReport: {report}\n"
-          f"TensorBoard: tensorboard --logdir {out}", flush=True)
-    errors = [f"{r['algorithm']}: {r['error']}" for r in result.values() if "error" in r]
-    if errors:  # a recipe without validation (rl.val_interval: 0) leaves nothing to show
-        print("no result for " + "; ".join(errors), file=sys.stderr)
-        return 1
+    if args.seeds is None:
+        return run_one(out, data, args, budget, args.seed, env)[0]
+    try:
+        seeds = demo.parse_seeds(args.seeds)
+    except ValueError as exc:
+        p.error(str(exc))
+    results = {}
+    for seed in seeds:
+        print(f"\n##### seed {seed} ({len(results) + 1} of {len(seeds)}) -> {out}/seed_{seed}", flush=True)
+        rc, results[seed] = run_one(os.path.join(out, f"seed_{seed}"), data, args, budget, seed, env)
+        if rc != 0:
+            return rc
+    agg = {"seeds": seeds, "runs": aggregate_seeds(results)}
+    with open(os.path.join(out, "seeds.json.tmp"), "w") as f:
+        json.dump(agg, f, indent=1)
+    os.replace(os.path.join(out, "seeds.json.tmp"), os.path.join(out, "seeds.json"))
+    table = render_seeds(agg["runs"])
+    with open(os.path.join(out, "seeds.md"), "w") as f:
+        f.write(f"# `make rl-demo-seeds`: seeds {', '.join(map(str, seeds))}\n\n{table}\n\nMean ± sample sd over "
+                "the seeds, each seed's value in brackets (greedy accuracy on the 200 held-out problems).\n")
+    print(f"\n{table}\nSeeds table: {out}/seeds.md", flush=True)
     return 0
 
 

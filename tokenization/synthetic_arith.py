@@ -123,14 +123,18 @@ def solution_short(start: int, steps: list[tuple[str, int]]) -> str:
 
 
 def worked_example(start: int, steps: list[tuple[str, int]], style: int) -> str:
-    """A multi-step result as web text states it in passing: the steps in prose, no question/answer
-    layout and no ``\\boxed{}``."""
+    """A multi-step result as web text states it in passing: the expression, its steps written as
+    equations (``3 - 7 = -4. -4 + 8 = 4.``), then the value in prose; no question/answer layout and no
+    ``\\boxed{}``. The steps come before the value and are written as the short solutions write them: a
+    ~1M-parameter model carries a skill across layouts only where the text around it is the same
+    (measured, docs/log.md: an answer-first style, or steps joined by "first ... then", left the
+    decay branches at 7% held-out accuracy)."""
     value, chain = evaluate(start, steps)
     expr = expression(start, steps)
-    eqs = [f"{a} {op} {b} = {res}" for a, op, b, res in chain]
+    eqs = " ".join(f"{a} {op} {b} = {res}." for a, op, b, res in chain)
     if style == 0:
-        return f"To work out {expr}, first {eqs[0]}" + "".join(f", then {e}" for e in eqs[1:]) + f". It gives {value}."
-    return f"Example: {expr} equals {value}, since " + " and ".join(eqs) + "."
+        return f"To work out {expr}: {eqs} It gives {value}."
+    return f"For {expr} we get {eqs} So {expr} equals {value}."
 
 
 def fact_document(rng: random.Random, n_facts: int = 12,
@@ -180,7 +184,7 @@ def _write_jsonl(path: str, records: Iterable[dict]) -> int:
 
 
 def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 2400, rl: int = 1000, heldout: int = 200,
-               ops: int = 2) -> dict[str, str]:
+               ops: int = 2, example_share: float = 0.5) -> dict[str, str]:
     """Write the task files under ``out``; returns {name: path}. The problem space is shuffled once
     and cut into held-out, RL and QA problems, so the splits are disjoint by construction."""
     space = all_problems(ops)
@@ -197,7 +201,8 @@ def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 2400, rl
     qa_rows = records[heldout + rl:]
     paths = {name.split(".")[0]: os.path.join(out, name) for name in FILES}
     examples = chosen[heldout + rl:]
-    _write_jsonl(paths["arith_web"], ({"text": fact_document(rng, examples=examples)} for _ in range(web_docs)))
+    _write_jsonl(paths["arith_web"], ({"text": fact_document(rng, examples=examples, example_share=example_share)}
+                                      for _ in range(web_docs)))
     _write_jsonl(paths["arith_qa_long"], ({"question": q, "answer": lg, "final_answer": str(v)}
                                           for q, v, lg, _ in qa_rows))
     _write_jsonl(paths["arith_qa_short"], ({"question": q, "answer": sh, "final_answer": str(v)}
@@ -217,11 +222,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--rl", type=int, default=1000, help="RL prompts")
     p.add_argument("--heldout", type=int, default=200, help="held-out problems")
     p.add_argument("--ops", type=int, default=2, help="operations per problem (1-3)")
+    p.add_argument("--example-share", type=float, default=0.5,
+                   help="share of the web documents' sentences that are worked examples in prose (the rest state facts)")
     args = p.parse_args(argv)
     if not 1 <= args.ops <= 3:
         p.error("--ops must be 1, 2 or 3")
+    if not 0.0 <= args.example_share <= 1.0:
+        p.error(f"--example-share must be within [0, 1], got {args.example_share}")
     try:
-        paths = write_task(args.out, args.seed, args.web_docs, args.qa, args.rl, args.heldout, args.ops)
+        paths = write_task(args.out, args.seed, args.web_docs, args.qa, args.rl, args.heldout, args.ops,
+                           args.example_share)
     except ValueError as e:
         p.error(str(e))
     for name, path in paths.items():

@@ -54,7 +54,8 @@ PRETRAIN_STAGES = ("stable", "decay_long", "decay_short", "decay_hybrid")
 RL_RUNS = ("rl_control", "rl_long", "rl_short", "rl_hybrid")
 # Tags MetricsWriter also writes against global tokens (its default plus the validation call).
 VS_TOKENS = ("lm loss", "learning-rate", "lm loss validation")
-COLORS = {"stable": "black", "control": "black", "long": "tab:blue", "short": "tab:orange", "hybrid": "tab:green"}
+COLORS = {"stable": "black", "control": "black", "long": "tab:blue", "short": "tab:orange", "hybrid": "tab:green",
+          "merged": "tab:purple"}
 LINESTYLES = {"long": "-", "short": "--", "hybrid": "-."}  # the decay branches' LR curves coincide
 PLOTS = {  # plots/<name>.png -> title
     "pretrain_loss": "Pretraining loss (dots: validation)",
@@ -514,6 +515,99 @@ def render_plots(plot_dir: str, pretrain: list, runs: list) -> dict:
     return done
 
 
+# ----- headline (result.json of `make demo`) ---------------------------------------------------------
+HEADLINE_MEASURES = (("fewshot", "few-shot probe"), ("before", "before RL"), ("after", "after RL"))
+
+
+def headline_bars(models: dict) -> list:
+    """[(model, [(measure label, value, error bar)])] from a demo result's ``models``: one run's rows
+    (error bar: the binomial s.e. over its problems) or ``--seeds`` statistics (error bar: the sd over seeds)."""
+    bars = []
+    for model, row in models.items():
+        cells = []
+        for key, label in HEADLINE_MEASURES:
+            v = row.get(key)
+            if isinstance(v, dict):  # {"mean", "sd", "values"}
+                cells.append((label, v["mean"], v["sd"]))
+            elif isinstance(v, (int, float)):
+                n = row.get("n" if key != "fewshot" else "fewshot_n") or 0
+                cells.append((label, v, math.sqrt(v * (1 - v) / n) if n else 0.0))
+        if cells:
+            bars.append((model, cells))
+    return bars
+
+
+def plot_headline(path: str, bars: list, subtitle: str) -> bool:
+    """Grouped bars per model (few-shot probe, before RL, after RL) with error bars; False without data."""
+    if not bars or importlib.util.find_spec("matplotlib") is None:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    width = 0.8 / len(HEADLINE_MEASURES)
+    shades = {"few-shot probe": 0.35, "before RL": 0.6, "after RL": 1.0}
+    for j, (_, label) in enumerate(HEADLINE_MEASURES):
+        xs, ys, es, cs = [], [], [], []
+        for i, (model, cells) in enumerate(bars):
+            cell = next((c for c in cells if c[0] == label), None)
+            if cell is None:
+                continue
+            xs.append(i + (j - 1) * width)
+            ys.append(100 * cell[1])
+            es.append(100 * cell[2])
+            cs.append(COLORS.get(model) or "tab:purple")
+        if xs:
+            ax.bar(xs, ys, width, yerr=es, capsize=3, color=cs, alpha=shades[label], label=label,
+                   edgecolor="black", linewidth=0.5)
+    ax.set_xticks(range(len(bars)), [m for m, _ in bars])
+    ax.set(title=f"Greedy held-out accuracy ({subtitle})", ylabel="accuracy %", ylim=(0, 100))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def read_result(run_dir: str) -> Optional[dict]:
+    path = os.path.join(run_dir, "result.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def headline_section(result: dict, plots: dict, out_dir: str) -> list:
+    """The demo's answer at a glance: the sentence, the figure beside the response-length curves, the
+    numbers and each claim with whether it holds."""
+    L = [result.get("sentence", ""), ""]
+    figs = [f"![{PLOTS[k] if k in PLOTS else 'accuracy before and after RL'}]({os.path.relpath(plots[k], out_dir)})"
+            for k in ("headline", "rl_response_length") if k in plots]
+    if figs:
+        L += [" ".join(figs), ""]
+    rows = []
+    for model, row in result.get("models", {}).items():
+        n = row.get("n")
+        se = lambda v: f" ± {100 * math.sqrt(v * (1 - v) / n):.1f}" if n else ""  # noqa: E731
+        cells = [f"{_pct(row[k])}{se(row[k])}" if k in row else "—" for k in ("fewshot", "before", "after")]
+        gain = f"{100 * (row['after'] - row['before']):+.1f}" if "after" in row and "before" in row else "—"
+        lens = " → ".join(f"{row[k]:.0f}" for k in ("length_before", "length_after") if row.get(k) is not None) or "—"
+        rows.append([model, *cells, gain, lens])
+    L += _table(["model", "few-shot probe %", "before RL % (zero-shot)", "after RL %", "RL gain (points)",
+                 "greedy response length before → after"], rows)
+    L += ["", "Greedy accuracy on the held-out problems ± its binomial standard error (one run: the s.e. covers "
+          "the sampling of problems, not run-to-run variation; `--seeds` measures that)."]
+    claims = result.get("conclusions", {})
+    if claims:
+        L += [""] + [f"- [{'x' if v['holds'] else ' '}] {v['claim']}" + (" (not measured)" if v["holds"] is None else "")
+                     for v in claims.values()]
+    return L
+
+
 # ----- report ---------------------------------------------------------------------------------------
 def _overview(run_dir: str, stages: list, evals: dict, facts: DemoFacts) -> list:
     names = [st.name for st in stages]
@@ -584,8 +678,16 @@ def render_report(run_dir: str, out_dir: Optional[str] = None) -> str:
         plots, plot_error = {}, "Plots not drawn: matplotlib is not installed (it is in the `dev` extra)."
     else:
         plots, plot_error = render_plots(os.path.join(out_dir, "plots"), pretrain, runs), None
+    result = read_result(run_dir)
+    if result and plot_error is None:
+        headline = os.path.join(out_dir, "plots", "headline.png")
+        seed = f"seed {result['seed']}, " if "seed" in result else ""
+        if plot_headline(headline, headline_bars(result.get("models", {})), f"{seed}error bars: s.e."):
+            plots["headline"] = headline
 
     L = _overview(run_dir, pretrain + runs, evals, facts)
+    if result:
+        L[1:1] = ["", "## The answer", ""] + headline_section(result, plots, out_dir)
     L += ["", "## Pretraining (stable, then decay branches)", ""]
     L += pretrain_section(pretrain, facts, mark) if pretrain else ["No pretraining stage."]
     L += ["", "## RL (GRPO)", ""]

@@ -53,7 +53,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
-from megatron_octo.eval.prompts import RL_TEMPLATES
+from megatron_octo.eval.prompts import rl_template_of
 
 __all__ = [
     "RULES",
@@ -116,7 +116,7 @@ def rule_for(benchmark: str, protocol: str) -> str:
     the config; sets the paper does not evaluate follow their prompt's rule (AIME24 like AMC23,
     minerva_math and college_math like MATH).
     """
-    if protocol in RL_TEMPLATES:
+    if rl_template_of(protocol) is not None:  # an RL template, or one after exemplars (`simple+4shot`)
         return "rl_boxed"
     if benchmark == "olympiadbench":
         return "olympiad"

@@ -31,7 +31,9 @@ plus the tokenizer's EOS; the RL rollouts stop at "User:", "Assistant:", "Questi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
+
+from tokenization.templates import render_simple
 
 __all__ = [
     "AMC_0SHOT_STOP",
@@ -215,6 +217,29 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol("few_shot", lambda q: rl_prompt(q, "few_shot"), RL_STOP, "boxed", max_new_tokens=8192),
     )
 }
+
+
+def exemplar_protocol(exemplars: Sequence[tuple[str, str, str]], template: str = "simple") -> Protocol:
+    """A few-shot probe of a base model in an RL template's layout: each exemplar (question, worked
+    solution, final answer) as the mid-training QA renders it (``render_simple``: the solution, then
+    "The final answer is $\\boxed{..}$."), a blank line after each, then the question as ``template`` asks it.
+
+    The paper evaluates mid-trained base models few-shot (Minerva/GSM8K exemplars); a model of ~1M
+    parameters cannot read those, so the demo's probe takes its exemplars from its own QA split. Graded
+    like ``template`` (the name ``<template>+<k>shot``: :func:`rl_template_of`).
+    """
+    if template != "simple":
+        raise ValueError(f"exemplar probes are rendered in the 'simple' layout only, got template {template!r}")
+    if not exemplars:
+        raise ValueError("an exemplar probe needs at least one exemplar")
+    shots = "".join(render_simple(q, a, f) + "\n\n" for q, a, f in exemplars)
+    return Protocol(f"{template}+{len(exemplars)}shot", lambda q: shots + rl_prompt(q, template), RL_STOP, "boxed")
+
+
+def rl_template_of(protocol: str) -> str | None:
+    """The RL template a protocol name prompts with (``simple+4shot`` -> ``simple``), or None."""
+    base = protocol.split("+", 1)[0]
+    return base if base in RL_TEMPLATES else None
 
 
 def get_protocol(name: str) -> Protocol:

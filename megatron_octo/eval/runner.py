@@ -47,7 +47,7 @@ from megatron_octo.eval import passk
 from megatron_octo.eval.benchmarks import BenchmarkError, BENCHMARKS, load_benchmark
 from megatron_octo.eval.grader import grade_detailed, grade_octothinker, GRADERS, Verdict
 from megatron_octo.eval.octothinker_grader import rule_for
-from megatron_octo.eval.prompts import get_protocol
+from megatron_octo.eval.prompts import exemplar_protocol, get_protocol, Protocol
 from megatron_octo.eval.protocols import format_protocol_table
 from megatron_octo.generation import SamplingConfig
 from megatron_octo.generators import make_generator
@@ -134,6 +134,11 @@ def parse_args(argv=None):
     p.add_argument("--protocol", choices=("base", "rl"), default="base",
                    help="base: few-shot per benchmark; rl: zero-shot RL template")
     p.add_argument("--template", default="orz_base", help="RL template for --protocol rl (orz_base, simple, few_shot)")
+    p.add_argument("--shots-from", default=None, metavar="JSONL",
+                   help="--protocol base: a few-shot probe whose exemplars are the first --shots records (question, "
+                        "answer = worked solution, final_answer) of this file, in the 'simple' layout, for every "
+                        "benchmark (the demo's probe of its mid-trained models; disjoint from the problems asked)")
+    p.add_argument("--shots", type=int, default=4, help="exemplars taken from --shots-from")
     p.add_argument("--limit", type=int, default=None, help="first N examples of each benchmark")
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the protocol's (1024 base)")
     p.add_argument("--n", type=int, default=1, help="samples per problem (sampled decoding)")
@@ -170,18 +175,32 @@ def _check_args(args) -> None:
         raise ValueError("--n > 1 needs sampling: set --temperature > 0")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if getattr(args, "shots_from", None) and args.protocol != "base":
+        raise ValueError("--shots-from is a few-shot probe of a base model: use it with --protocol base")
 
 
-def eval_sets(args):
-    """(label, protocol name, examples) of each benchmark in ``args.benchmarks`` (bad names/files raise)."""
+def shot_protocol(path: str, shots: int) -> Protocol:
+    """The few-shot probe of ``--shots-from``: the first ``shots`` records of ``path`` as exemplars."""
+    if shots < 1:
+        raise ValueError(f"--shots must be >= 1, got {shots}")
+    records = load_benchmark(path, fields="question=question,answer=answer", limit=shots)
+    if len(records) < shots:
+        raise BenchmarkError(f"{path}: --shots {shots} but the file has {len(records)} records")
+    finals = load_benchmark(path, fields="question=question,answer=final_answer", limit=shots)
+    return exemplar_protocol([(r.question, r.answer, f.answer) for r, f in zip(records, finals)])
+
+
+def eval_sets(args) -> list[tuple[str, Protocol, list]]:
+    """(label, protocol, examples) of each benchmark in ``args.benchmarks`` (bad names/files raise)."""
+    probe = shot_protocol(args.shots_from, args.shots) if getattr(args, "shots_from", None) else None
     sets = []
     for name in [b.strip() for b in args.benchmarks.split(",") if b.strip()]:
         examples = load_benchmark(name, fields=args.fields, limit=args.limit)
         spec = BENCHMARKS.get(name)
         if args.protocol == "rl":
-            protocol = "orz_base" if args.template == "orz_base" else args.template
+            protocol = get_protocol(args.template)
         else:
-            protocol = spec.base_protocol if spec else "minerva_4shot"
+            protocol = probe or get_protocol(spec.base_protocol if spec else "minerva_4shot")
         label = os.path.splitext(os.path.basename(name))[0] if spec is None else name
         sets.append((label, protocol, examples))
     return sets
@@ -191,8 +210,7 @@ def prompt_budgets(sets, tokenizer, max_new_tokens: Optional[int] = None) -> lis
     """(label, longest prompt in tokens, max new tokens) of each set, its prompts rendered by its protocol as
     :func:`_run_benchmarks` renders them; tokenizer None: the prompt lengths are 0 (the caller knows them)."""
     out = []
-    for name, protocol_name, examples in sets:
-        proto = get_protocol(protocol_name)
+    for name, proto, examples in sets:
         longest = 0 if tokenizer is None else max(
             (len(tokenizer.tokenize(proto.build(ex.question))) for ex in examples), default=0)
         out.append((name, longest, max_new_tokens or proto.max_new_tokens))
@@ -294,9 +312,9 @@ def disagreement_rows(name: str, examples, n: int, by_math_verify: list[Verdict]
 
 def _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0, disagreements=None) -> None:
     ks = sorted({int(k) for k in args.pass_k.split(",") if k})
-    for index, (name, protocol_name, examples) in enumerate(sets, start=1):
+    for index, (name, proto, examples) in enumerate(sets, start=1):
         faults.hit("eval:generate", index)  # OCTO_FAULT_INJECT (tests only; inert otherwise)
-        proto = get_protocol(protocol_name)
+        protocol_name = proto.name
         prompts = [proto.build(ex.question) for ex in examples]
         sc = SamplingConfig(max_new_tokens=args.max_new_tokens or proto.max_new_tokens,
                             temperature=args.temperature, top_p=args.top_p, n=args.n, stop=list(proto.stop))

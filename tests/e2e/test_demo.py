@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from megatron_octo.demo import SMOKE
+from megatron_octo.demo import SHOTS, SMOKE
 from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
 from tests.helpers import read_scalars, run
 
@@ -29,8 +29,8 @@ def smoke_run(tmp_path_factory):
 
 def test_every_stage_reports_progress(smoke_run):
     out, stdout = smoke_run
-    for i in range(1, 18):
-        assert f"=== [{i}/17]" in stdout, stdout[-3000:]
+    for i in range(1, 21):
+        assert f"=== [{i}/20]" in stdout, stdout[-3000:]
     assert "Report: " + str(out / "report.md") in stdout and f"tensorboard --logdir {out}" in stdout
 
 
@@ -52,10 +52,27 @@ def test_stage_checkpoints_and_events(smoke_run):
         assert {"critic/score/mean", "critic/accuracy", "response_length/mean",
                 "val/arith_heldout/accuracy"} <= set(scalars), name
         assert [s for s, _ in scalars["val/arith_heldout/accuracy"]] == [0, 2]  # before and after RL
-        summary = json.loads((out / "eval" / name / "summary.json").read_text())
+
+
+def test_probes_and_the_merged_branch(smoke_run):
+    """Every model is probed few-shot before RL (exemplars in its prompts), the merge of the three branches
+    is their weight average and is evaluated zero-shot as well."""
+    out, _ = smoke_run
+    sources = {"control": "stable", "long": "decay_long", "short": "decay_short", "hybrid": "decay_hybrid",
+               "merged": "merged"}
+    for model, src in sources.items():
+        summary = json.loads((out / "eval" / f"fewshot_{model}" / "summary.json").read_text())
         held = summary["benchmarks"]["arith_heldout"]
-        assert held["num_examples"] == SMOKE.eval_limit and 0.0 <= held["accuracy"] <= 1.0, (name, held)
-        assert summary["checkpoint"].startswith(str(out / name)), (name, summary["checkpoint"])
+        assert held["num_examples"] == SMOKE.eval_limit and held["protocol"] == f"simple+{SHOTS}shot", held
+        assert summary["checkpoint"].startswith(str(out / src)), (model, summary["checkpoint"])
+        first = json.loads((out / "eval" / f"fewshot_{model}" / "arith_heldout.jsonl").read_text().splitlines()[0])
+        assert first["prompt"].count("Question:\n") == SHOTS + 1 and "\\boxed{" in first["prompt"]
+    zs = json.loads((out / "eval" / "zeroshot_merged" / "summary.json").read_text())
+    assert zs["benchmarks"]["arith_heldout"]["protocol"] == "simple"
+    result = json.loads((out / "result.json").read_text())
+    assert set(result["models"]) == set(sources) and set(result["conclusions"]) == {
+        "control_fails", "control_signature", "branches_reach", "rl_gains", "long_longer"}
+    assert "before" in result["models"]["merged"] and "after" in result["models"]["long"]
 
 
 def test_report_rows_and_plots(smoke_run):
@@ -64,9 +81,13 @@ def test_report_rows_and_plots(smoke_run):
     for name in PRETRAIN:
         assert f"| {name} | " in report, name
     for name in RL:
-        assert f"| {name} † | " in report and f"| {name} ‡ | rl |" in report, name
+        assert f"| {name} † | " in report, name
+    for name in ("control", "long", "short", "hybrid", "merged"):
+        assert f"| fewshot_{name} ‡ | base |" in report, name
+    assert "| zeroshot_merged ‡ | rl |" in report
     assert "## Does mid-training help RL?" in report and "synthetic arithmetic" in report
-    for png in ("pretrain_loss", "pretrain_lr", "rl_reward", "rl_accuracy", "rl_response_length"):
+    assert report.index("## The answer") < report.index("## Pretraining") and "plots/headline.png" in report
+    for png in ("headline", "pretrain_loss", "pretrain_lr", "rl_reward", "rl_accuracy", "rl_response_length"):
         data = (out / "plots" / f"{png}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and f"plots/{png}.png" in report
     facts = json.loads((out / "demo.json").read_text())
