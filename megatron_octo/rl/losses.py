@@ -145,16 +145,17 @@ def policy_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages
 
 
 def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-token estimate of KL(pi || ref) from samples of pi (Schulman's k1, k2, k3 = low_var_kl)."""
+    """Per-token estimate of KL(pi || ref) from samples of pi (Schulman's k1, k2, k3 = low_var_kl), verl's
+    ``kl_penalty`` (5b98636): k3 = exp(d) - d - 1 with d = log ref - log pi clamped to [-20, 20] before
+    exp (in float32 exp(d > 88) is inf and its gradient NaN), the result clamped to [-10, 10]."""
     log_ratio = log_probs - ref_log_probs
     if kind == "k1":
         return log_ratio
     if kind == "k2":
         return 0.5 * log_ratio.square()
     if kind == "low_var_kl":
-        # k3 = ratio - 1 - log(ratio) with ratio = ref/pi; clamped as verl does for stability.
-        kl = torch.exp(-log_ratio) - 1.0 + log_ratio
-        return torch.clamp(kl, min=-10.0, max=10.0)
+        d = torch.clamp(-log_ratio, min=-LOG_RATIO_CLAMP, max=LOG_RATIO_CLAMP)
+        return torch.clamp(torch.exp(d) - d - 1.0, min=-10.0, max=10.0)
     raise ValueError(f"unknown KL estimator {kind!r}; expected k1, k2 or low_var_kl")
 
 

@@ -7,7 +7,7 @@ Each ``REF.py`` is a module holding verl's own ``agg_loss``, ``compute_policy_lo
 ``compute_policy_loss_gspo`` (``verl/trainer/ppo/core_algos.py``) with ``verl_F.masked_sum`` /
 ``masked_mean`` (``verl/utils/torch_functional.py``), their bodies unchanged, plus a
 ``make_config(clip_ratio_low, clip_ratio_high, clip_ratio_c, loss_scale_factor)`` returning the
-``ActorConfig`` those functions read (``clip_ratio``, ``clip_ratio_low/high``, ``get("clip_ratio_c")``,
+``ActorConfig`` those functions read; and ``kl_penalty`` (with ``kl_penalty_forward``) for the KL estimators (``clip_ratio``, ``clip_ratio_low/high``, ``get("clip_ratio_c")``,
 ``global_batch_info``, an ``isinstance`` check in GSPO). verl itself is not a dependency of this project
 (it needs Ray, vLLM/SGLang, a GPU stack): the module is assembled from a verl checkout by hand, and only
 the numbers it gives are kept (``tests/reference/verl_golden.json``, one result set per LABEL, which
@@ -81,6 +81,16 @@ def run(ref, data: dict, case: dict) -> dict:
                 agg_of_advantages=agg.item())
 
 
+def run_kl(ref, data: dict, kind: str) -> dict:
+    """verl's kl_penalty(log_prob, ref_log_prob, kind) with the inputs' old log-probs as the reference: the
+    per-token values and the gradient of their masked sum."""
+    t = {k: torch.tensor(v, dtype=torch.float64) for k, v in data.items()}
+    log_prob = t["log_prob"].clone().requires_grad_(True)
+    kl = ref.kl_penalty(log_prob, t["old_log_prob"], kind)
+    (kl * t["response_mask"]).sum().backward()
+    return dict(kl=kl.tolist(), grad=log_prob.grad.tolist())
+
+
 def main(argv: list[str]) -> None:
     out_path, *refs = argv
     data = inputs()
@@ -91,6 +101,8 @@ def main(argv: list[str]) -> None:
         ref = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(ref)
         results[label] = [dict(inputs=name, **case, **run(ref, d, case)) for name, d in data.items() for case in cases()]
+        results[label] += [dict(inputs=name, kind="kl", mode=kind, **run_kl(ref, d, kind))
+                           for name, d in data.items() for kind in ("k1", "k2", "low_var_kl")]
     with open(out_path, "w") as f:
         json.dump(dict(scale_factor=SCALE_FACTOR, inputs=data, results=results), f)
         f.write("\n")

@@ -31,13 +31,15 @@ import math
 import pytest
 import torch
 
-from megatron_octo.rl.losses import agg_loss, policy_loss
+from megatron_octo.rl.losses import agg_loss, kl_penalty, policy_loss
 from tests.helpers import ROOT
 
 GOLDEN = json.loads((ROOT / "tests/reference/verl_golden.json").read_text())
 OLD = "5b98636684f9e4881697a4ad46ddf5bf6f8f5fdc"
 NEW = OLD + "+PR5417"
 SCALE = GOLDEN["scale_factor"]
+POLICY = {label: [c for c in cases if c["kind"] != "kl"] for label, cases in GOLDEN["results"].items()}
+KL = [c for c in GOLDEN["results"][NEW] if c["kind"] == "kl"]
 
 
 def _ours(case: dict) -> dict:
@@ -61,7 +63,7 @@ def _id(case: dict) -> str:
     return f"{case['inputs']}-{case['kind']}-{case['mode']}-c{case['clip_ratio_c']}-clip{case['clip_high']}"
 
 
-@pytest.mark.parametrize("case", GOLDEN["results"][NEW], ids=_id)
+@pytest.mark.parametrize("case", POLICY[NEW], ids=_id)
 def test_policy_loss_and_aggregation_equal_verls(case):
     """Loss, its gradient for every token, pg_clipfrac, pg_clipfrac_lower, ppo_kl, and agg_loss of an
     arbitrary matrix in the case's mode: PPO in all 4 aggregation modes and 2 dual-clip bounds, GSPO."""
@@ -72,7 +74,7 @@ def test_policy_loss_and_aggregation_equal_verls(case):
 
 
 def test_the_cases_cover_every_mode_both_losses_and_the_clamps():
-    cases = GOLDEN["results"][NEW]
+    cases = POLICY[NEW]
     assert {c["mode"] for c in cases if c["kind"] == "ppo"} == {
         "token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"}
     assert {c["kind"] for c in cases} == {"ppo", "gspo"}
@@ -83,7 +85,7 @@ def test_the_cases_cover_every_mode_both_losses_and_the_clamps():
     assert any(c["pg_clipfrac_lower"] > 0 for c in cases)  # the dual clip acted
 
 
-@pytest.mark.parametrize("case", GOLDEN["results"][OLD], ids=_id)
+@pytest.mark.parametrize("case", POLICY[OLD], ids=_id)
 def test_verl_before_pr5417_differs_only_in_seq_mean_token_sum_norm(case):
     """5b98636's seq-mean-token-sum-norm = sum over responses / constant = ours x the number of responses
     with a token (5 of the 6 rows); every other value is the same as ours."""
@@ -94,6 +96,28 @@ def test_verl_before_pr5417_differs_only_in_seq_mean_token_sum_norm(case):
     for key in ("loss", "agg_of_advantages"):
         _close(got[key] * times, case[key], key)
     _close([[g * times for g in row] for row in got["grad"]], case["grad"], "grad")
+
+
+@pytest.mark.parametrize("case", KL, ids=lambda c: f"{c['inputs']}-{c['mode']}")
+def test_kl_estimators_equal_verls(case):
+    """verl's kl_penalty (5b98636) with the old log-probs as the reference: per-token values and the
+    gradient of their masked sum (the stale inputs reach the +-20 clamp and the k3 clamp at 10)."""
+    t = {k: torch.tensor(v, dtype=torch.float64) for k, v in GOLDEN["inputs"][case["inputs"]].items()}
+    lp = t["log_prob"].clone().requires_grad_(True)
+    kl = kl_penalty(lp, t["old_log_prob"], case["mode"])
+    (kl * t["response_mask"]).sum().backward()
+    _close(kl.tolist(), case["kl"], "kl")
+    _close(lp.grad.tolist(), case["grad"], "grad")
+
+
+def test_low_var_kl_of_a_far_token_has_a_finite_gradient():
+    """float32, log pi - log ref = -100: exp(100) is inf; verl clamps the exponent at 20 first, so the
+    estimate is 10 (the outer clamp) with gradient 0 instead of NaN."""
+    lp = torch.tensor([-100.0, 0.5], requires_grad=True)
+    kl = kl_penalty(lp, torch.zeros(2), "low_var_kl")
+    kl.sum().backward()
+    assert kl[0].item() == 10.0 and kl[1].item() == pytest.approx(math.exp(-0.5) + 0.5 - 1)
+    assert lp.grad.tolist() == pytest.approx([0.0, 1 - math.exp(-0.5)])
 
 
 # ----- by hand ---------------------------------------------------------------------------------------
