@@ -7,11 +7,15 @@ Each ``REF.py`` is a module holding verl's own ``agg_loss``, ``compute_policy_lo
 ``compute_policy_loss_gspo`` (``verl/trainer/ppo/core_algos.py``) with ``verl_F.masked_sum`` /
 ``masked_mean`` (``verl/utils/torch_functional.py``), their bodies unchanged, plus a
 ``make_config(clip_ratio_low, clip_ratio_high, clip_ratio_c, loss_scale_factor)`` returning the
-``ActorConfig`` those functions read; and ``kl_penalty`` (with ``kl_penalty_forward``) for the KL estimators (``clip_ratio``, ``clip_ratio_low/high``, ``get("clip_ratio_c")``,
-``global_batch_info``, an ``isinstance`` check in GSPO). verl itself is not a dependency of this project
+``ActorConfig`` those functions read (``clip_ratio``, ``clip_ratio_low/high``, ``get("clip_ratio_c")``,
+``global_batch_info``, an ``isinstance`` check in GSPO); and verl's ``kl_penalty`` (with
+``kl_penalty_forward``) for the KL estimators. verl itself is not a dependency of this project
 (it needs Ray, vLLM/SGLang, a GPU stack): the module is assembled from a verl checkout by hand, and only
 the numbers it gives are kept (``tests/reference/verl_golden.json``, one result set per LABEL, which
-names the verl version).
+names the verl version). The stored labels: ``5b98636684f9e4881697a4ad46ddf5bf6f8f5fdc``, verl-project/verl
+at that commit; ``5b98636684f9e4881697a4ad46ddf5bf6f8f5fdc+PR5417``, the same with ``agg_loss`` as
+verl-project/verl PR #5417 (merged 2026-02-26) left it: ``seq-mean-token-sum-norm`` joined the
+``seq-mean-token-sum`` branch (masked mean over responses) before the division by ``loss_scale_factor``.
 
 The inputs are fixed here (stored in the JSON as well): float64, masks with a fully masked row,
 negative and positive advantages, log-ratios far beyond verl's +-20 clamp, rollout-IS weights.
@@ -100,7 +104,8 @@ def main(argv: list[str]) -> None:
         spec = importlib.util.spec_from_file_location(f"verl_reference_{n}", path)
         ref = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(ref)
-        results[label] = [dict(inputs=name, **case, **run(ref, d, case)) for name, d in data.items() for case in cases()]
+        results[label] = [dict(inputs=name, **case, **run(ref, d, case))
+                          for name, d in data.items() for case in cases()]
         results[label] += [dict(inputs=name, kind="kl", mode=kind, **run_kl(ref, d, kind))
                            for name, d in data.items() for kind in ("k1", "k2", "low_var_kl")]
     with open(out_path, "w") as f:
