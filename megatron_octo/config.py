@@ -213,16 +213,24 @@ class RLConfig:
     lr: float = 1e-6  # constant
     clip_low: float = 0.2
     clip_high: float = 0.2
+    # Dual-clip PPO (verl's clip_ratio_c, arXiv 1912.09729): for A < 0 a token's loss is at most
+    # -A * clip_ratio_c, however far its ratio grew (> 1; rl.policy_loss=ppo only, as verl).
+    clip_ratio_c: float = 3.0
     kl_coef: float = 0.0  # 0: no reference model is built (OctoThinker)
     kl_estimator: str = "low_var_kl"  # low_var_kl | k1 | k2
     entropy_coef: float = 0.0
     normalize_std: bool = True  # GRPO: divide by the group's std
     remove_uniform_groups: bool = False  # drop groups whose samples all got the same reward
-    # DAPO's dynamic sampling: groups whose samples all scored the same are removed from the batch and
-    # more prompts are drawn (up to max_sampling_rounds rounds of prompts_per_step) until the batch
-    # holds prompts_per_step groups with varied scores; a batch still short is padded with removed
-    # groups masked out of the loss. GRPO only.
+    # DAPO's dynamic sampling: groups whose samples all got the same dynamic_sampling_metric are removed
+    # from the batch and more prompts are drawn (up to max_sampling_rounds rounds of prompts_per_step)
+    # until the batch holds prompts_per_step groups with varied values; a batch still short is padded
+    # with removed groups masked out of the loss. GRPO only.
     dynamic_sampling: bool = False
+    # What "all scored the same" compares (verl's algorithm.filter_groups.metric): acc = correctness
+    # (DAPO's setting); score = the grader's reward before the overlong penalty; seq_reward (=
+    # seq_final_reward here, no KL in the reward) = the reward with it. rl.remove_uniform_groups always
+    # compares seq_reward (the groups whose advantages are all zero).
+    dynamic_sampling_metric: str = "acc"  # acc | score | seq_reward | seq_final_reward
     max_sampling_rounds: int = 10  # verl's algorithm.filter_groups.max_num_gen_batches in DAPO's recipe
     # DAPO's soft overlong punishment: a response within overlong_buffer tokens of the step's cap
     # gets a penalty rising linearly to -overlong_penalty at the cap (0 = off).
@@ -283,6 +291,7 @@ class Config:
 
 
 SCHEDULE_ON_RESUME = ("refuse", "config", "checkpoint")
+DYNAMIC_SAMPLING_METRICS = ("acc", "score", "seq_reward", "seq_final_reward")  # verl's filter_groups.metric
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 
@@ -540,6 +549,9 @@ def validate_rl(cfg, world_size: int, *, have_gpu: bool, have_te: bool, have_fla
         fail("rl.top_p", f"must be in (0, 1], got {r.top_p}")
     if r.clip_low < 0 or r.clip_high < 0:
         fail("rl.clip_low" if r.clip_low < 0 else "rl.clip_high", "must be >= 0")
+    if not (r.clip_ratio_c > 1):
+        fail("rl.clip_ratio_c", f"must be > 1 (dual-clip PPO's bound on the ratio for A < 0), got {r.clip_ratio_c}")
+    one_of("rl.dynamic_sampling_metric", r.dynamic_sampling_metric, DYNAMIC_SAMPLING_METRICS)
     one_of("rl.loss_agg_mode", r.loss_agg_mode, LOSS_AGG_MODES)
     one_of("rl.policy_loss", r.policy_loss, ("ppo", "gspo"))
     one_of("rl.rollout_is", r.rollout_is, ("none", "tis", "mis"))

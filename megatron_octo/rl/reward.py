@@ -21,7 +21,7 @@ All score values are configurable in :class:`RewardConfig`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -29,7 +29,7 @@ import numpy as np
 from megatron_octo.eval.answer import count_boxed, last_boxed
 from megatron_octo.eval.grader import Gold, grade_detailed
 
-__all__ = ["REWARD_VARIANTS", "RewardConfig", "RewardResult", "compute_reward", "compute_rewards", "has_repetition", "overlong_penalty", "uniform_groups"]
+__all__ = ["REWARD_VARIANTS", "RewardConfig", "RewardResult", "compute_reward", "compute_rewards", "has_repetition", "add_overlong_penalty", "overlong_penalty", "uniform_groups"]
 
 REWARD_VARIANTS = ("default", "v2.wformat", "v3.repeatpenalty", "v4.repeatpenalty")
 
@@ -60,12 +60,15 @@ class RewardConfig:
 class RewardResult:
     """score: the reward; correct: the last box matched the gold answer (independent of
     penalties, for accuracy metrics); extracted: the last box content (None if absent);
-    reason: correct | wrong | no_box | multiple_boxes | repetition | timeout."""
+    reason: correct | wrong | no_box | multiple_boxes | repetition | timeout;
+    grader_score: the grader's reward before DAPO's overlong penalty was added to ``score``
+    (:func:`add_overlong_penalty`; None: no penalty was added, ``score`` is the grader's)."""
 
     score: float
     correct: bool
     extracted: Optional[str]
     reason: str
+    grader_score: Optional[float] = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,6 +218,15 @@ def uniform_groups(rewards: Sequence[float], group_size: int) -> list[bool]:
         grp = rewards[g : g + group_size]
         out.append(all(x == grp[0] for x in grp))
     return out
+
+
+def add_overlong_penalty(rewards: Sequence[RewardResult], lengths: Sequence[int], cap: int, buffer: int,
+                         penalty: float = 1.0) -> list[RewardResult]:
+    """Each reward with :func:`overlong_penalty` of its response length added to ``score``, the
+    grader's score kept in ``grader_score`` (as verl's DAPO reward manager keeps the reward function's
+    ``score`` beside the reward it adds the overlong reward to)."""
+    return [replace(x, score=x.score + overlong_penalty(n, cap, buffer, penalty), grader_score=x.score)
+            for x, n in zip(rewards, lengths, strict=True)]
 
 
 def overlong_penalty(length: int, cap: int, buffer: int, penalty: float = 1.0) -> float:

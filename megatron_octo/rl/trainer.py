@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Optional
 
@@ -45,12 +45,12 @@ from megatron_octo.rl.custom_reward import custom_rewards, make_reward_fn
 from megatron_octo.rl.guards import on_first_tp_rank
 from megatron_octo.rl.length_schedule import max_response_length, parse_stairs
 from megatron_octo.rl.logprobs import pipeline_log_probs, position_ids, token_entropy, token_log_probs
-from megatron_octo.rl.dynamic_sampling import count_useful, select_groups
+from megatron_octo.rl.dynamic_sampling import count_useful, metric_values, select_groups
 from megatron_octo.rl.losses import agg_denominator, agg_parts, kl_penalty, policy_loss, rows_in_loss
 from megatron_octo.rl.minibatch import train_minibatches
 from megatron_octo.rl.ppo import critic_data_metrics, gae_advantages
 from megatron_octo.rl.prompt_filter import render_and_filter
-from megatron_octo.rl.reward import compute_rewards, overlong_penalty, RewardConfig, uniform_groups
+from megatron_octo.rl.reward import add_overlong_penalty, compute_rewards, RewardConfig, uniform_groups
 from megatron_octo.rl.rollout_correction import logprob_diff, rollout_is_weights
 from megatron_octo.runtime import capability, distributed as rt, faults, simulated_gpu
 from megatron_octo.runtime.distributed import device
@@ -288,10 +288,9 @@ class RLTrainer:
             reward = partial(compute_rewards, [g.text for g in flat], golds, self.reward_cfg)
         # Graded once per replica: time-outs cannot make its tensor-parallel ranks disagree.
         rewards = on_first_tp_rank(reward)
-        if r.overlong_buffer > 0:
-            rewards = [replace(x, score=x.score + overlong_penalty(len(g.tokens), cap, r.overlong_buffer,
-                                                                  r.overlong_penalty))
-                       for x, g in zip(rewards, flat)]
+        if r.overlong_buffer > 0:  # the grader's score stays in grader_score (rl.dynamic_sampling_metric=score)
+            rewards = add_overlong_penalty(rewards, [len(g.tokens) for g in flat], cap, r.overlong_buffer,
+                                           r.overlong_penalty)
         return mine, flat, rewards, cap
 
     def _generate_in_batches(self, prompts: list[str], sc: SamplingConfig) -> list:
@@ -312,13 +311,13 @@ class RLTrainer:
 
     def _dynamic_sampling(self, step: int, first: tuple) -> tuple:
         """rl.dynamic_sampling: rounds of rl.prompts_per_step prompts until every DP rank holds its
-        share of groups with varied scores (or rl.max_sampling_rounds); returns this rank's
+        share of groups with varied rl.dynamic_sampling_metric (or rl.max_sampling_rounds); returns this rank's
         ``(flat, rewards, useful per sample, metrics)`` (rl/dynamic_sampling.py)."""
         r = self.cfg.rl
         k = r.samples_per_prompt
         target = r.prompts_per_step // self.dp
         rounds = [first]
-        scores = lambda: [[x.score for x in rw] for _, _, rw, _ in rounds]
+        scores = lambda: [metric_values(rw, r.dynamic_sampling_metric) for _, _, rw, _ in rounds]
         while len(rounds) < r.max_sampling_rounds:
             # The fewest useful groups of any DP rank decides: every rank draws the same rounds.
             (neg,) = rt.all_reduce_values([-float(count_useful(scores(), k))], "max", self.dp_group)
@@ -366,7 +365,8 @@ class RLTrainer:
 
         mode = self.cfg.rl.loss_agg_mode
         return train_minibatches(self.model, self.optimizer, batch, forward_step=self._train_forward,
-                                 report_keys=("pg_loss", "clip_fraction", "approx_kl", "entropy", "kl"),
+                                 report_keys=("pg_loss", "clip_fraction", "clip_fraction_lower", "approx_kl",
+                                              "entropy", "kl"),
                                  denominator=lambda mb: agg_denominator(mb.mask, mode), **self._minibatch_args())
 
     def _train_forward(self, data_iterator, model, scale: float):
@@ -382,7 +382,7 @@ class RLTrainer:
         m = mb.mask
         pg = policy_loss(logp, mb.old_log_probs, mb.advantages, m, clip_low=r.clip_low, clip_high=r.clip_high,
                          kind=r.policy_loss, loss_agg_mode=r.loss_agg_mode, scale_factor=self.loss_scale_factor,
-                         is_weights=mb.is_weights)
+                         is_weights=mb.is_weights, clip_ratio_c=r.clip_ratio_c)
         ntok = m.sum()
         token_loss = pg.token_loss
         if r.entropy_coef > 0:
@@ -401,6 +401,7 @@ class RLTrainer:
         loss_sum, _ = agg_parts(token_loss, m, r.loss_agg_mode, self.loss_scale_factor)
         report = {
             "pg_loss": ((pg.token_loss.detach() * m).sum(), ntok), "clip_fraction": (pg.clip_fraction * ntok, ntok),
+            "clip_fraction_lower": (pg.clip_fraction_lower * ntok, ntok),
             "approx_kl": (pg.approx_kl * ntok, ntok), "entropy": ((ent.detach() * m).sum(), ntok),
             "kl": (kl_sum.detach(), ntok),
         }
@@ -431,7 +432,7 @@ class RLTrainer:
         adv = (grpo_advantages(scores, r.samples_per_prompt, normalize_std=r.normalize_std) if self.critic is None
                else torch.zeros(len(flat), device=dev))
         keep = torch.ones(len(flat), dtype=torch.bool, device=dev)
-        if r.remove_uniform_groups:
+        if r.remove_uniform_groups:  # on the reward itself (seq_reward): the groups of all-zero advantages
             uniform = uniform_groups([x.score for x in rewards], r.samples_per_prompt)
             keep = torch.tensor([u for u in uniform for _ in range(r.samples_per_prompt)], device=dev).logical_not()
             # Removed groups keep their place (the batch shape stays fixed) with zero advantage.
@@ -490,6 +491,7 @@ class RLTrainer:
             "response_length/mean": float(sums[2]) / n, "response_length/max": float(max_len),
             "response_length/clip_ratio": float(sums[3]) / n, "response_length/cap": cap,
             "actor/pg_loss": upd.get("pg_loss"), "actor/pg_clipfrac": upd.get("clip_fraction"),
+            "actor/pg_clipfrac_lower": upd.get("clip_fraction_lower"),
             "actor/ppo_kl": upd.get("approx_kl"), "actor/entropy": upd.get("entropy"),
             "actor/kl_loss": upd.get("kl"), "actor/grad_norm": upd.get("grad_norm"),
             "actor/lr": schedule.applied_lr(self.optimizer), "groups/removed": float(sums[6]),

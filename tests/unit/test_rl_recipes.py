@@ -68,6 +68,7 @@ def test_dapo_recipe_settings(tmp_path):
     r = _load(tmp_path, "rl_dapo.yaml").rl
     assert (r.clip_low, r.clip_high, r.loss_agg_mode, r.policy_loss) == (0.2, 0.28, "token-mean", "ppo")
     assert (r.dynamic_sampling, r.max_sampling_rounds, r.remove_uniform_groups) == (True, 10, False)
+    assert (r.dynamic_sampling_metric, r.clip_ratio_c) == ("acc", 10.0)  # verl recipe/dapo: metric=acc, c=10
     assert (r.overlong_buffer, r.overlong_penalty, r.overlong_filter) == (1638, 1.0, False)
     assert dict(r.max_response_length) == {0: 8192} and r.overlong_buffer == round(8192 * 4096 / 20480)
     assert (r.kl_coef, r.entropy_coef, r.lr, r.samples_per_prompt) == (0.0, 0.0, 1e-6, 16)
@@ -80,6 +81,9 @@ def test_dapo_recipe_settings(tmp_path):
     (("rl.rollout_is=clip",), "rl.rollout_is"),
     (("rl.rollout_is=tis", "rl.rollout_is_threshold=1"), "rl.rollout_is_threshold"),
     (("rl.overlong_buffer=-1",), "rl.overlong_buffer"),
+    (("rl.clip_ratio_c=1",), "rl.clip_ratio_c"),  # dual clip: a bound > 1 on the ratio (verl asserts it)
+    (("rl.clip_ratio_c=0.5",), "rl.clip_ratio_c"),
+    (("rl.dynamic_sampling_metric=accuracy",), "rl.dynamic_sampling_metric"),
     (("rl.dynamic_sampling=true",), "rl.remove_uniform_groups"),  # rl_grpo.yaml removes them already
     (("rl.dynamic_sampling=true", "rl.remove_uniform_groups=false", "rl.algorithm=ppo"), "rl.dynamic_sampling"),
     (("rl.dynamic_sampling=true", "rl.remove_uniform_groups=false", "rl.max_sampling_rounds=0"),
