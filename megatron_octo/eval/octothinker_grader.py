@@ -50,6 +50,7 @@ import contextlib
 import io
 import math
 import re
+import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
@@ -73,6 +74,7 @@ __all__ = [
     "is_correct",
     "is_equiv_rl",
     "judge",
+    "judge_detailed",
     "load_parsers",
     "math_equal",
     "normalize_final_answer",
@@ -446,9 +448,12 @@ def load_parsers() -> None:
     _math_verify()
 
 
-def _parse_latex(s: str):
-    """sympy ``parse_latex`` (non-strict: a parsable prefix is enough, "1,2" parses as 1), minus its
-    refusal to run on an ANTLR runtime other than 4.11."""
+def _latex_relation(s: str):
+    """sympy's ``parse_latex`` up to the grammar's ``relation``: (sympy expression, whether it read the
+    whole string). Non-strict, as the original calls it: the grammar's top rule has no end-of-input, so a
+    parsable prefix is enough ("1,2" parses as 1, "144.Ihopeitiscorrect" as 1*4); the second value is the
+    check sympy's ``parse_latex(strict=True)`` makes. Called without sympy's refusal to run on an ANTLR
+    runtime other than 4.11."""
     antlr4, latex_antlr = _antlr_modules()
     if latex_antlr is None:
         raise ImportError("sympy's ANTLR LaTeX parser is not available")
@@ -462,7 +467,15 @@ def _parse_latex(s: str):
         parser = latex_antlr.LaTeXParser(antlr4.CommonTokenStream(lexer))
     parser.removeErrorListeners()
     parser.addErrorListener(listener)
-    return latex_antlr.convert_relation(parser.math().relation())
+    relation = parser.math().relation()
+    whole = relation.start is not None and relation.stop is not None and (
+        relation.start.start == 0 and relation.stop.stop == len(s) - 1)
+    return latex_antlr.convert_relation(relation), whole
+
+
+def _parse_latex(s: str):
+    """sympy ``parse_latex`` (non-strict), minus its ANTLR version check."""
+    return _latex_relation(s)[0]
 
 
 _EXPR_CHARS_RE = re.compile(r"[A-Za-z0-9\s+\-*/^().,%!]+")
@@ -490,21 +503,47 @@ def _parse_expr(s: str):
     return parse_expr(s)
 
 
+class _Leniency(threading.local):
+    """Per-thread state of one :func:`judge_detailed` call: ``strict`` makes the LaTeX parse strict;
+    ``hits`` counts symbolic equalities that held on a parse that did not read its whole string."""
+
+    strict = False
+    hits = 0
+
+
+_LENIENCY = _Leniency()
+
+
 def _symbolic(s: str):
-    for parser in (_parse_latex, _parse_expr):
-        try:
-            return parser(s)
-        except Exception:  # noqa: BLE001 - the original tries the next parser on any failure
-            pass
-    return s
+    """(parsed, lenient): the original tries sympy's LaTeX parser, then ``parse_expr``, and keeps the string
+    when both fail. ``lenient`` marks a LaTeX parse that left part of the string unread; under the strict
+    re-check (:func:`judge_detailed`) such a parse counts as failed, as ``parse_latex(strict=True)`` raises."""
+    try:
+        expr, whole = _latex_relation(s)
+        if whole or not _LENIENCY.strict:
+            return expr, not whole
+    except Exception:  # noqa: BLE001 - the original tries the next parser on any failure
+        pass
+    try:
+        return _parse_expr(s), False
+    except Exception:  # noqa: BLE001
+        pass
+    return s, False
 
 
 def symbolic_equal(a: str, b: str) -> bool:
     """DeepSeekMath ``symbolic_equal``: parse both (LaTeX, then expression), equal if ``simplify(a - b) == 0``
     or ``N(a)`` and ``N(b)`` are within an absolute 1e-3."""
+    (pa, lenient_a), (pb, lenient_b) = _symbolic(a), _symbolic(b)
+    equal = _parsed_equal(pa, pb)
+    if equal and (lenient_a or lenient_b):
+        _LENIENCY.hits += 1
+    return equal
+
+
+def _parsed_equal(pa, pb) -> bool:
     from sympy import N, simplify  # heavy import, needed only on this fallback path
 
-    pa, pb = _symbolic(a), _symbolic(b)
     if isinstance(pa, str) or isinstance(pb, str):
         # The original would retry the raw string through sympify (eval) here, which fails exactly as the
         # parse above did; skipping it keeps model output away from eval.
@@ -783,3 +822,25 @@ def judge(response: str, gold, rule: str, question: str = "",
         preds = extract_olympiad_math_answer(question, response)
         return eval_olympiad_math(preds, target, inner_timeout), preds[0]
     return correctness_rl_boxed(response, target, inner_timeout)
+
+
+def judge_detailed(response: str, gold, rule: str, question: str = "",
+                   inner_timeout: Optional[int] = None) -> tuple[bool, Optional[Prediction], bool]:
+    """:func:`judge` plus ``lenient``: True when the verdict is correct only through the non-strict LaTeX
+    parse, i.e. the same rule with sympy's ``parse_latex(strict=True)`` in the symbolic fallback says wrong.
+
+    "The answer is $144$. I hope it is correct." against a gold of 4 is such a verdict: the MATH rule
+    extracts "144.Ihopeitiscorrect", whose parsable prefix reads as 1*4. OctoThinker's own environment
+    credits it too, so the verdict stands; ``lenient`` only says which verdicts rest on such a parse.
+    The strict re-check runs only for correct verdicts in which such a parse decided a symbolic equality.
+    """
+    _LENIENCY.hits, _LENIENCY.strict = 0, False
+    correct, extracted = judge(response, gold, rule, question, inner_timeout)
+    if not correct or not _LENIENCY.hits:
+        return correct, extracted, False
+    _LENIENCY.strict = True
+    try:
+        strict_correct, _ = judge(response, gold, rule, question, inner_timeout)
+    finally:
+        _LENIENCY.strict, _LENIENCY.hits = False, 0
+    return correct, extracted, not strict_correct

@@ -121,6 +121,10 @@ class BenchResult:
     accuracy_math_verify: float = 0.0
     accuracy_octothinker: float = 0.0
     disagreements: int = 0  # samples the two graders judge differently
+    # Samples the octothinker grader credits only through the non-strict LaTeX parse of its symbolic
+    # fallback (a strict parse says wrong), e.g. "The answer is $144$. I hope it is correct." for a gold of 4;
+    # included in accuracy_octothinker, as in OctoThinker's own harness.
+    lenient_correct: int = 0
 
 
 def parse_args(argv=None):
@@ -276,7 +280,14 @@ def verdict_fields(mv: Verdict, oc: Verdict, grader: str) -> dict:
     chosen = oc if grader == "octothinker" else mv
     return {"extracted": chosen.extracted, "correct": chosen.correct, "grade_timed_out": chosen.timed_out,
             "correct_math_verify": mv.correct, "correct_octothinker": oc.correct,
-            "extracted_math_verify": mv.extracted, "extracted_octothinker": oc.extracted}
+            "extracted_math_verify": mv.extracted, "extracted_octothinker": oc.extracted,
+            "lenient_octothinker": oc.lenient}
+
+
+def lenient_count(verdicts: list[Verdict]) -> int:
+    """Correct verdicts that rest on the non-strict LaTeX parse (``Verdict.lenient``): summary.json's
+    ``lenient_correct``."""
+    return sum(v.correct and v.lenient for v in verdicts)
 
 
 def disagreement_rows(name: str, examples, n: int, by_math_verify: list[Verdict],
@@ -333,13 +344,15 @@ def _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0, disag
                 mean_response_tokens=sum(len(g.tokens) for g in flat) / max(len(flat), 1),
                 truncated=sum(g.finish_reason == "length" for g in flat) / max(len(flat), 1),
                 grader=args.grader, octothinker_rule=rule, accuracy_math_verify=passk.mean_at_n(matrix(by_mv)),
-                accuracy_octothinker=passk.mean_at_n(matrix(by_oc)), disagreements=len(diffs)))
+                accuracy_octothinker=passk.mean_at_n(matrix(by_oc)), disagreements=len(diffs),
+                lenient_correct=lenient_count(by_oc)))
             if disagreements is not None:
                 disagreements.extend(diffs)
         r = results[-1]
         print(f"[eval] {name} ({protocol_name}, {len(examples)} problems): accuracy {r.accuracy:.4f} "
               f"[{args.grader}] (math_verify {r.accuracy_math_verify:.4f}, octothinker {r.accuracy_octothinker:.4f}, "
-              f"{r.disagreements} disagreements) ({time.perf_counter() - t0:.0f}s)", flush=True)
+              f"{r.disagreements} disagreements, {r.lenient_correct} octothinker-correct only by a lenient parse) "
+              f"({time.perf_counter() - t0:.0f}s)", flush=True)
 
 
 def results_markdown(header: str, results: list[BenchResult], grader: str,
@@ -351,14 +364,18 @@ def results_markdown(header: str, results: list[BenchResult], grader: str,
              + ("(OctoThinker's extraction and equivalence per benchmark, as in the paper)." if grader == "octothinker"
                 else "(math-verify, as the RL reward; `--grader octothinker` applies the paper's rules)."), "",
              "| benchmark | protocol | problems | accuracy | " + " | ".join(ks)
-             + " | mean response tokens | truncated | math_verify | octothinker | disagreements |",
-             "|---|---|---|---|" + "---|" * len(ks) + "---|---|---|---|---|"]
+             + " | mean response tokens | truncated | math_verify | octothinker | lenient | disagreements |",
+             "|---|---|---|---|" + "---|" * len(ks) + "---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.name} | {r.protocol} | {r.num_examples} | {100 * r.accuracy:.1f} | "
                      + " | ".join(f"{100 * v:.1f}" for v in r.pass_at_k.values())
                      + f" | {r.mean_response_tokens:.1f} | {100 * r.truncated:.1f}% "
                      f"| {100 * r.accuracy_math_verify:.1f} | {100 * r.accuracy_octothinker:.1f} ({r.octothinker_rule}) "
-                     f"| {r.disagreements} |")
+                     f"| {r.lenient_correct} | {r.disagreements} |")
+    lines += ["", "`lenient`: responses the octothinker grader credits only through the non-strict LaTeX parse "
+              "of its symbolic fallback (a strict parse says wrong), e.g. \"The answer is $144$. I hope it is "
+              "correct.\" read as 1*4 for a gold of 4. OctoThinker's own harness credits them too, so they are "
+              "in its accuracy; `lenient_octothinker` marks them in the JSONL."]
     if disagreements is not None:
         lines += ["", "## Samples the graders disagree on", ""]
         if not disagreements:
