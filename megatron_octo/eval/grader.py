@@ -60,7 +60,10 @@ GRADERS = ("math_verify", "octothinker")
 
 Gold = Union[str, int, float, Sequence[str]]
 
-DEFAULT_TIMEOUT = 5.0
+# Seconds per graded response (a worker's hard deadline): OctoThinker's harness gives each sample 15 s
+# (its pebble pool in eval/eval/eval_script.py's caller), and so does every default here (eval CLI
+# --grade-timeout, rl.grade_timeout, RewardConfig.timeout, tools/grader_agreement.py).
+DEFAULT_TIMEOUT = 15.0
 DEFAULT_MEMORY_MB = 2048
 
 

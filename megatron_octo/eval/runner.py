@@ -45,7 +45,7 @@ from megatron.core import parallel_state
 from megatron_octo.config import ConfigError
 from megatron_octo.eval import passk
 from megatron_octo.eval.benchmarks import BenchmarkError, BENCHMARKS, load_benchmark
-from megatron_octo.eval.grader import grade_detailed, grade_octothinker, GRADERS, Verdict
+from megatron_octo.eval.grader import DEFAULT_TIMEOUT, grade_detailed, grade_octothinker, GRADERS, Verdict
 from megatron_octo.eval.octothinker_grader import rule_for
 from megatron_octo.eval.prompts import get_protocol
 from megatron_octo.eval.protocols import format_protocol_table
@@ -150,7 +150,9 @@ def parse_args(argv=None):
                         "tokens)")
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--pp", type=int, default=1)
-    p.add_argument("--grade-timeout", type=float, default=5.0)
+    p.add_argument("--grade-timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds per graded response, both graders (default {DEFAULT_TIMEOUT:g}, as OctoThinker's "
+                        "harness); a time-out counts as wrong")
     p.add_argument("--grader", choices=GRADERS, default="math_verify",
                    help="whose verdicts make the accuracy: math_verify (default, as the RL reward) or octothinker "
                         "(the paper's extraction and equivalence per benchmark); both are recorded per sample")
