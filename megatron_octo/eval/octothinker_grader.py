@@ -24,12 +24,16 @@ Sources read (public code; the behaviour is reimplemented here, not copied):
 Deliberate differences (the first two in the symbolic fallback of ``math_equal``, ``symbolic_equal``):
   * ``parse_latex`` is sympy's own ANTLR LaTeX parser, called without sympy's check that the ANTLR
     runtime is exactly 4.11 (OctoThinker pins 4.11.1; math-verify here needs 4.13). sympy here is 1.14,
-    OctoThinker's eval pins 1.12.
+    OctoThinker's eval pins 1.12. tests/unit/test_octothinker_compat.py runs the rules in that pinned
+    environment (installed apart from the venv) and finds the same verdicts.
+    The parse is non-strict, as theirs: a parsable prefix is enough, so "The answer is $144$. I hope it is
+    correct." is credited for a gold of 4 (1*4). Such verdicts are kept and flagged
+    (:func:`judge_detailed`, ``Verdict.lenient``, ``lenient_correct`` in the eval summary).
   * ``parse_expr`` (Python ``eval`` underneath) only sees strings made of digits, letters, arithmetic
     operators and calls of a few named functions (sqrt, log, ...); anything else counts as "did not
     parse", as if both parsers had failed. Model output is never evaluated as code.
   * Time limits: OctoThinker gives each sample 15 s in a pebble process pool (0 on time-out); here the
-    caller's worker time limit applies (megatron_octo.eval.grader, ``--grade-timeout``).
+    caller's worker time limit applies (megatron_octo.eval.grader, ``--grade-timeout``, 15 s by default).
 math-verify is the installed version (OctoThinker's requirements do not pin it).
 
 Gold answers: GSM8K and AMC23 golds are compared as the strings ``process_gsm8k_test``/``process_amc``
@@ -471,11 +475,6 @@ def _latex_relation(s: str):
     whole = relation.start is not None and relation.stop is not None and (
         relation.start.start == 0 and relation.stop.stop == len(s) - 1)
     return latex_antlr.convert_relation(relation), whole
-
-
-def _parse_latex(s: str):
-    """sympy ``parse_latex`` (non-strict), minus its ANTLR version check."""
-    return _latex_relation(s)[0]
 
 
 _EXPR_CHARS_RE = re.compile(r"[A-Za-z0-9\s+\-*/^().,%!]+")

@@ -16,7 +16,9 @@ the samples on which the two differ in results.md.
 
 Writes ``<out>/<benchmark>.jsonl`` (prompt, response, gold, and per sample ``correct``/``extracted``
 of the selected grader plus ``correct_math_verify``, ``correct_octothinker``, ``extracted_math_verify``,
-``extracted_octothinker``), ``<out>/summary.json`` and ``<out>/results.md`` (both name the grader)
+``extracted_octothinker``, ``lenient_octothinker``), ``<out>/summary.json`` and ``<out>/results.md`` (both name
+the grader and count, as ``lenient_correct``, the samples the octothinker grader credits only through the
+non-strict LaTeX parse of its symbolic fallback)
 and TensorBoard scalars ``eval/<benchmark>/...`` under ``<out>/tensorboard`` at the checkpoint's
 iteration.
 
