@@ -249,7 +249,9 @@ class RLConfig:
     rollout_is: str = "none"  # none | tis | mis
     rollout_is_threshold: float = 2.0
     reward_variant: str = "default"  # default | v2.wformat | v3.repeatpenalty | v4.repeatpenalty
-    grade_timeout: float = 5.0
+    # Seconds per graded answer (a hard limit in the grader's worker processes; a time-out scores as wrong):
+    # 15 s, as OctoThinker's harness gives each sample (megatron_octo.eval.grader.DEFAULT_TIMEOUT).
+    grade_timeout: float = 15.0
     # A custom reward instead of the math grader: "package.module:function" (or "path/file.py:function")
     # called as fn(responses: list[str], golds: list[str]) -> list[float] (verl's custom_reward_function).
     reward_fn: Optional[str] = None

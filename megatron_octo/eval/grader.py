@@ -60,7 +60,10 @@ GRADERS = ("math_verify", "octothinker")
 
 Gold = Union[str, int, float, Sequence[str]]
 
-DEFAULT_TIMEOUT = 5.0
+# Seconds per graded response (a worker's hard deadline): OctoThinker's harness gives each sample 15 s
+# (its pebble pool in eval/eval/eval_script.py's caller), and so does every default here (eval CLI
+# --grade-timeout, rl.grade_timeout, RewardConfig.timeout, tools/grader_agreement.py).
+DEFAULT_TIMEOUT = 15.0
 DEFAULT_MEMORY_MB = 2048
 
 
@@ -70,12 +73,15 @@ class Verdict:
 
     ``extracted`` is the predicted answer that was compared (None if nothing was found; a list of
     strings for OctoThinker's MATH rule); ``timed_out`` marks a comparison cut off by the time limit
-    or a crashed worker (it then counts as incorrect).
+    or a crashed worker (it then counts as incorrect). ``lenient`` (OctoThinker's rules only) marks a
+    correct verdict that rests on the non-strict LaTeX parse of their symbolic fallback: with a strict
+    parse the same rule says wrong (:func:`megatron_octo.eval.octothinker_grader.judge_detailed`).
     """
 
     correct: bool
     extracted: Union[str, list, None]
     timed_out: bool = False
+    lenient: bool = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -239,11 +245,11 @@ def _judge_math_verify(pred: str, gold: str, inner_timeout: Optional[int]) -> bo
 
 
 def _judge_octothinker(response: str, gold: Gold, rule: str, question: str,
-                       inner_timeout: Optional[int]) -> tuple[bool, object]:
+                       inner_timeout: Optional[int]) -> tuple[bool, object, bool]:
     try:
-        return octothinker_grader.judge(response, gold, rule, question, inner_timeout)
+        return octothinker_grader.judge_detailed(response, gold, rule, question, inner_timeout)
     except Exception:  # noqa: BLE001 - as OctoThinker's harness: an error is a wrong answer
-        return False, None
+        return False, None, False
 
 
 # A worker task names its judge; the arguments follow, then math-verify's inner time limit.
@@ -556,8 +562,8 @@ def grade_octothinker(
         res = [(_judge_octothinker(*task, None), False) for task in tasks]
     else:
         res = _run_tasks("octothinker", tasks, float(timeout))
-    return [Verdict(False, None, True) if to or value is None else Verdict(bool(value[0]), value[1])
-            for value, to in res]
+    return [Verdict(False, None, True) if to or value is None
+            else Verdict(bool(value[0]), value[1], lenient=bool(value[2])) for value, to in res]
 
 
 def grade_batch(

@@ -24,12 +24,16 @@ Sources read (public code; the behaviour is reimplemented here, not copied):
 Deliberate differences (the first two in the symbolic fallback of ``math_equal``, ``symbolic_equal``):
   * ``parse_latex`` is sympy's own ANTLR LaTeX parser, called without sympy's check that the ANTLR
     runtime is exactly 4.11 (OctoThinker pins 4.11.1; math-verify here needs 4.13). sympy here is 1.14,
-    OctoThinker's eval pins 1.12.
+    OctoThinker's eval pins 1.12. tests/unit/test_octothinker_compat.py runs the rules in that pinned
+    environment (installed apart from the venv) and finds the same verdicts.
+    The parse is non-strict, as theirs: a parsable prefix is enough, so "The answer is $144$. I hope it is
+    correct." is credited for a gold of 4 (1*4). Such verdicts are kept and flagged
+    (:func:`judge_detailed`, ``Verdict.lenient``, ``lenient_correct`` in the eval summary).
   * ``parse_expr`` (Python ``eval`` underneath) only sees strings made of digits, letters, arithmetic
     operators and calls of a few named functions (sqrt, log, ...); anything else counts as "did not
     parse", as if both parsers had failed. Model output is never evaluated as code.
   * Time limits: OctoThinker gives each sample 15 s in a pebble process pool (0 on time-out); here the
-    caller's worker time limit applies (megatron_octo.eval.grader, ``--grade-timeout``).
+    caller's worker time limit applies (megatron_octo.eval.grader, ``--grade-timeout``, 15 s by default).
 math-verify is the installed version (OctoThinker's requirements do not pin it).
 
 Gold answers: GSM8K and AMC23 golds are compared as the strings ``process_gsm8k_test``/``process_amc``
@@ -50,6 +54,7 @@ import contextlib
 import io
 import math
 import re
+import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
@@ -73,6 +78,7 @@ __all__ = [
     "is_correct",
     "is_equiv_rl",
     "judge",
+    "judge_detailed",
     "load_parsers",
     "math_equal",
     "normalize_final_answer",
@@ -446,9 +452,12 @@ def load_parsers() -> None:
     _math_verify()
 
 
-def _parse_latex(s: str):
-    """sympy ``parse_latex`` (non-strict: a parsable prefix is enough, "1,2" parses as 1), minus its
-    refusal to run on an ANTLR runtime other than 4.11."""
+def _latex_relation(s: str):
+    """sympy's ``parse_latex`` up to the grammar's ``relation``: (sympy expression, whether it read the
+    whole string). Non-strict, as the original calls it: the grammar's top rule has no end-of-input, so a
+    parsable prefix is enough ("1,2" parses as 1, "144.Ihopeitiscorrect" as 1*4); the second value is the
+    check sympy's ``parse_latex(strict=True)`` makes. Called without sympy's refusal to run on an ANTLR
+    runtime other than 4.11."""
     antlr4, latex_antlr = _antlr_modules()
     if latex_antlr is None:
         raise ImportError("sympy's ANTLR LaTeX parser is not available")
@@ -462,7 +471,10 @@ def _parse_latex(s: str):
         parser = latex_antlr.LaTeXParser(antlr4.CommonTokenStream(lexer))
     parser.removeErrorListeners()
     parser.addErrorListener(listener)
-    return latex_antlr.convert_relation(parser.math().relation())
+    relation = parser.math().relation()
+    whole = relation.start is not None and relation.stop is not None and (
+        relation.start.start == 0 and relation.stop.stop == len(s) - 1)
+    return latex_antlr.convert_relation(relation), whole
 
 
 _EXPR_CHARS_RE = re.compile(r"[A-Za-z0-9\s+\-*/^().,%!]+")
@@ -490,21 +502,47 @@ def _parse_expr(s: str):
     return parse_expr(s)
 
 
+class _Leniency(threading.local):
+    """Per-thread state of one :func:`judge_detailed` call: ``strict`` makes the LaTeX parse strict;
+    ``hits`` counts symbolic equalities that held on a parse that did not read its whole string."""
+
+    strict = False
+    hits = 0
+
+
+_LENIENCY = _Leniency()
+
+
 def _symbolic(s: str):
-    for parser in (_parse_latex, _parse_expr):
-        try:
-            return parser(s)
-        except Exception:  # noqa: BLE001 - the original tries the next parser on any failure
-            pass
-    return s
+    """(parsed, lenient): the original tries sympy's LaTeX parser, then ``parse_expr``, and keeps the string
+    when both fail. ``lenient`` marks a LaTeX parse that left part of the string unread; under the strict
+    re-check (:func:`judge_detailed`) such a parse counts as failed, as ``parse_latex(strict=True)`` raises."""
+    try:
+        expr, whole = _latex_relation(s)
+        if whole or not _LENIENCY.strict:
+            return expr, not whole
+    except Exception:  # noqa: BLE001 - the original tries the next parser on any failure
+        pass
+    try:
+        return _parse_expr(s), False
+    except Exception:  # noqa: BLE001
+        pass
+    return s, False
 
 
 def symbolic_equal(a: str, b: str) -> bool:
     """DeepSeekMath ``symbolic_equal``: parse both (LaTeX, then expression), equal if ``simplify(a - b) == 0``
     or ``N(a)`` and ``N(b)`` are within an absolute 1e-3."""
+    (pa, lenient_a), (pb, lenient_b) = _symbolic(a), _symbolic(b)
+    equal = _parsed_equal(pa, pb)
+    if equal and (lenient_a or lenient_b):
+        _LENIENCY.hits += 1
+    return equal
+
+
+def _parsed_equal(pa, pb) -> bool:
     from sympy import N, simplify  # heavy import, needed only on this fallback path
 
-    pa, pb = _symbolic(a), _symbolic(b)
     if isinstance(pa, str) or isinstance(pb, str):
         # The original would retry the raw string through sympify (eval) here, which fails exactly as the
         # parse above did; skipping it keeps model output away from eval.
@@ -783,3 +821,25 @@ def judge(response: str, gold, rule: str, question: str = "",
         preds = extract_olympiad_math_answer(question, response)
         return eval_olympiad_math(preds, target, inner_timeout), preds[0]
     return correctness_rl_boxed(response, target, inner_timeout)
+
+
+def judge_detailed(response: str, gold, rule: str, question: str = "",
+                   inner_timeout: Optional[int] = None) -> tuple[bool, Optional[Prediction], bool]:
+    """:func:`judge` plus ``lenient``: True when the verdict is correct only through the non-strict LaTeX
+    parse, i.e. the same rule with sympy's ``parse_latex(strict=True)`` in the symbolic fallback says wrong.
+
+    "The answer is $144$. I hope it is correct." against a gold of 4 is such a verdict: the MATH rule
+    extracts "144.Ihopeitiscorrect", whose parsable prefix reads as 1*4. OctoThinker's own environment
+    credits it too, so the verdict stands; ``lenient`` only says which verdicts rest on such a parse.
+    The strict re-check runs only for correct verdicts in which such a parse decided a symbolic equality.
+    """
+    _LENIENCY.hits, _LENIENCY.strict = 0, False
+    correct, extracted = judge(response, gold, rule, question, inner_timeout)
+    if not correct or not _LENIENCY.hits:
+        return correct, extracted, False
+    _LENIENCY.strict = True
+    try:
+        strict_correct, _ = judge(response, gold, rule, question, inner_timeout)
+    finally:
+        _LENIENCY.strict, _LENIENCY.hits = False, 0
+    return correct, extracted, not strict_correct

@@ -16,7 +16,9 @@ the samples on which the two differ in results.md.
 
 Writes ``<out>/<benchmark>.jsonl`` (prompt, response, gold, and per sample ``correct``/``extracted``
 of the selected grader plus ``correct_math_verify``, ``correct_octothinker``, ``extracted_math_verify``,
-``extracted_octothinker``), ``<out>/summary.json`` and ``<out>/results.md`` (both name the grader)
+``extracted_octothinker``, ``lenient_octothinker``), ``<out>/summary.json`` and ``<out>/results.md`` (both name
+the grader and count, as ``lenient_correct``, the samples the octothinker grader credits only through the
+non-strict LaTeX parse of its symbolic fallback)
 and TensorBoard scalars ``eval/<benchmark>/...`` under ``<out>/tensorboard`` at the checkpoint's
 iteration.
 
@@ -45,7 +47,7 @@ from megatron.core import parallel_state
 from megatron_octo.config import ConfigError
 from megatron_octo.eval import passk
 from megatron_octo.eval.benchmarks import BenchmarkError, BENCHMARKS, load_benchmark
-from megatron_octo.eval.grader import grade_detailed, grade_octothinker, GRADERS, Verdict
+from megatron_octo.eval.grader import DEFAULT_TIMEOUT, grade_detailed, grade_octothinker, GRADERS, Verdict
 from megatron_octo.eval.octothinker_grader import rule_for
 from megatron_octo.eval.prompts import exemplar_protocol, get_protocol, Protocol
 from megatron_octo.eval.protocols import format_protocol_table
@@ -121,6 +123,10 @@ class BenchResult:
     accuracy_math_verify: float = 0.0
     accuracy_octothinker: float = 0.0
     disagreements: int = 0  # samples the two graders judge differently
+    # Samples the octothinker grader credits only through the non-strict LaTeX parse of its symbolic
+    # fallback (a strict parse says wrong), e.g. "The answer is $144$. I hope it is correct." for a gold of 4;
+    # included in accuracy_octothinker, as in OctoThinker's own harness.
+    lenient_correct: int = 0
 
 
 def parse_args(argv=None):
@@ -151,7 +157,9 @@ def parse_args(argv=None):
                         "tokens)")
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--pp", type=int, default=1)
-    p.add_argument("--grade-timeout", type=float, default=5.0)
+    p.add_argument("--grade-timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds per graded response, both graders (default {DEFAULT_TIMEOUT:g}, as OctoThinker's "
+                        "harness); a time-out counts as wrong")
     p.add_argument("--grader", choices=GRADERS, default="math_verify",
                    help="whose verdicts make the accuracy: math_verify (default, as the RL reward) or octothinker "
                         "(the paper's extraction and equivalence per benchmark); both are recorded per sample")
@@ -294,7 +302,14 @@ def verdict_fields(mv: Verdict, oc: Verdict, grader: str) -> dict:
     chosen = oc if grader == "octothinker" else mv
     return {"extracted": chosen.extracted, "correct": chosen.correct, "grade_timed_out": chosen.timed_out,
             "correct_math_verify": mv.correct, "correct_octothinker": oc.correct,
-            "extracted_math_verify": mv.extracted, "extracted_octothinker": oc.extracted}
+            "extracted_math_verify": mv.extracted, "extracted_octothinker": oc.extracted,
+            "lenient_octothinker": oc.lenient}
+
+
+def lenient_count(verdicts: list[Verdict]) -> int:
+    """Correct verdicts that rest on the non-strict LaTeX parse (``Verdict.lenient``): summary.json's
+    ``lenient_correct``."""
+    return sum(v.correct and v.lenient for v in verdicts)
 
 
 def disagreement_rows(name: str, examples, n: int, by_math_verify: list[Verdict],
@@ -351,13 +366,15 @@ def _run_benchmarks(args, sets, gen, rank0, out_dir, results, signals, t0, disag
                 mean_response_tokens=sum(len(g.tokens) for g in flat) / max(len(flat), 1),
                 truncated=sum(g.finish_reason == "length" for g in flat) / max(len(flat), 1),
                 grader=args.grader, octothinker_rule=rule, accuracy_math_verify=passk.mean_at_n(matrix(by_mv)),
-                accuracy_octothinker=passk.mean_at_n(matrix(by_oc)), disagreements=len(diffs)))
+                accuracy_octothinker=passk.mean_at_n(matrix(by_oc)), disagreements=len(diffs),
+                lenient_correct=lenient_count(by_oc)))
             if disagreements is not None:
                 disagreements.extend(diffs)
         r = results[-1]
         print(f"[eval] {name} ({protocol_name}, {len(examples)} problems): accuracy {r.accuracy:.4f} "
               f"[{args.grader}] (math_verify {r.accuracy_math_verify:.4f}, octothinker {r.accuracy_octothinker:.4f}, "
-              f"{r.disagreements} disagreements) ({time.perf_counter() - t0:.0f}s)", flush=True)
+              f"{r.disagreements} disagreements, {r.lenient_correct} octothinker-correct only by a lenient parse) "
+              f"({time.perf_counter() - t0:.0f}s)", flush=True)
 
 
 def results_markdown(header: str, results: list[BenchResult], grader: str,
@@ -369,14 +386,18 @@ def results_markdown(header: str, results: list[BenchResult], grader: str,
              + ("(OctoThinker's extraction and equivalence per benchmark, as in the paper)." if grader == "octothinker"
                 else "(math-verify, as the RL reward; `--grader octothinker` applies the paper's rules)."), "",
              "| benchmark | protocol | problems | accuracy | " + " | ".join(ks)
-             + " | mean response tokens | truncated | math_verify | octothinker | disagreements |",
-             "|---|---|---|---|" + "---|" * len(ks) + "---|---|---|---|---|"]
+             + " | mean response tokens | truncated | math_verify | octothinker | lenient | disagreements |",
+             "|---|---|---|---|" + "---|" * len(ks) + "---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.name} | {r.protocol} | {r.num_examples} | {100 * r.accuracy:.1f} | "
                      + " | ".join(f"{100 * v:.1f}" for v in r.pass_at_k.values())
                      + f" | {r.mean_response_tokens:.1f} | {100 * r.truncated:.1f}% "
                      f"| {100 * r.accuracy_math_verify:.1f} | {100 * r.accuracy_octothinker:.1f} ({r.octothinker_rule}) "
-                     f"| {r.disagreements} |")
+                     f"| {r.lenient_correct} | {r.disagreements} |")
+    lines += ["", "`lenient`: responses the octothinker grader credits only through the non-strict LaTeX parse "
+              "of its symbolic fallback (a strict parse says wrong), e.g. \"The answer is $144$. I hope it is "
+              "correct.\" read as 1*4 for a gold of 4. OctoThinker's own harness credits them too, so they are "
+              "in its accuracy; `lenient_octothinker` marks them in the JSONL."]
     if disagreements is not None:
         lines += ["", "## Samples the graders disagree on", ""]
         if not disagreements:

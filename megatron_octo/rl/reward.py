@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from megatron_octo.eval.answer import count_boxed, last_boxed
-from megatron_octo.eval.grader import Gold, grade_detailed
+from megatron_octo.eval.grader import DEFAULT_TIMEOUT, Gold, grade_detailed
 
 __all__ = ["REWARD_VARIANTS", "RewardConfig", "RewardResult", "compute_reward", "compute_rewards", "has_repetition", "add_overlong_penalty", "overlong_penalty", "uniform_groups"]
 
@@ -44,7 +44,7 @@ class RewardConfig:
     format_penalty: float = -1.0  # v2.wformat: no box, 2+ boxes, or repetition
     repeat_penalty: float = -2.0  # v3/v4: repetition; v4 also 2+ boxes
     validation: bool = False  # clip scores <= 0 to 0
-    timeout: float = 5.0  # seconds per grading call (hard limit, see eval.grader)
+    timeout: float = DEFAULT_TIMEOUT  # seconds per graded answer (hard limit, see eval.grader): 15 s, as OctoThinker
     min_unit: int = 5  # repetition: unit length >= min_unit ...
     min_repeats: int = 5  # ... occurring >= min_repeats times in a row (regex \1{4,} -> 5)
 

@@ -73,14 +73,17 @@ def test_octothinker_grader_records_both_verdicts(checkpoint):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["grader"] == "octothinker"
     assert summary["benchmarks"]["olympiadbench"]["octothinker_rule"] == "olympiad"
+    assert all(isinstance(b["lenient_correct"], int) for b in summary["benchmarks"].values())
     for name in ("gsm8k", "olympiadbench"):
         rows = [json.loads(line) for line in open(out / f"{name}.jsonl")]
         assert len(rows) == 2
         for row in rows:
             assert row["grader"] == "octothinker" and row["correct"] == row["correct_octothinker"]
             assert {"correct_math_verify", "extracted_math_verify", "extracted_octothinker"} <= set(row)
+            assert isinstance(row["lenient_octothinker"], bool)
     report = (out / "results.md").read_text()
     assert "grader octothinker" in report and "## Samples the graders disagree on" in report
+    assert "| octothinker | lenient | disagreements |" in report
 
 
 @pytest.mark.parametrize("args,fragment", [

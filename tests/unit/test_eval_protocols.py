@@ -116,7 +116,26 @@ def test_results_markdown_names_the_grader_and_lists_disagreements():
     rows = runner.disagreement_rows("gsm8k", EXAMPLES, 1, mv, oc)
     text = runner.results_markdown("Checkpoint `c`", [_result("octothinker")], "octothinker", rows)
     assert "use the `octothinker` grader" in text
-    assert "| gsm8k | gsm8k_8shot | 2 | 50.0 | 50.0 | 12.0 | 0.0% | 100.0 | 50.0 (gsm) | 1 |" in text
+    assert "| gsm8k | gsm8k_8shot | 2 | 50.0 | 50.0 | 12.0 | 0.0% | 100.0 | 50.0 (gsm) | 0 | 1 |" in text
+    assert "| octothinker | lenient | disagreements |" in text and "`lenient`: responses" in text
     assert "### gsm8k (1)" in text and "| `q1` | `0` | `18` | `18` | `True` | `20.` | `False` |" in text
     plain = runner.results_markdown("Checkpoint `c`", [_result("math_verify")], "math_verify", None)
     assert "use the `math_verify` grader" in plain and "disagree on" not in plain
+
+
+def test_lenient_octothinker_verdicts_are_marked_and_counted():
+    # "144." + prose is read as 1*4 by the non-strict LaTeX parse: OctoThinker's rule credits it for a gold
+    # of 4 (as their harness does) and the verdict says it rests on that parse; math-verify says wrong.
+    examples = [Example("a", "What is 2+2?", "4"), Example("b", "What is 2+2?", "4")]
+    texts = ["The answer is $144$. I hope it is correct.",
+             "Final Answer: The final answer is $4$. I hope it is correct."]
+    mv, oc, rule = runner.grade_both(texts, examples, 1, "math500", "minerva_4shot", "minerva", 10.0)
+    assert rule == "math" and [v.correct for v in mv] == [False, True]
+    assert [(v.correct, v.lenient) for v in oc] == [(True, True), (True, False)]
+    assert runner.verdict_fields(mv[0], oc[0], "octothinker")["lenient_octothinker"] is True
+    assert runner.verdict_fields(mv[1], oc[1], "octothinker")["lenient_octothinker"] is False
+    assert runner.lenient_count(oc) == 1
+    result = runner.BenchResult("math500", "minerva_4shot", 2, 1.0, {"pass@1": 1.0}, 10.0, 0.0, "octothinker",
+                                rule, 0.5, 1.0, 1, lenient_correct=runner.lenient_count(oc))
+    assert "| 50.0 | 100.0 (math) | 1 | 1 |" in runner.results_markdown("h", [result], "octothinker")
+    assert result.__dict__["lenient_correct"] == 1  # summary.json is written from __dict__

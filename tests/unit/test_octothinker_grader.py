@@ -20,12 +20,14 @@ from megatron_octo.eval.prompts import get_protocol
 
 pytestmark = pytest.mark.timeout(300)
 
-Case = collections.namedtuple("Case", "benchmark protocol response gold expected question")
+# lenient: the verdict is correct only through the non-strict LaTeX parse of symbolic_equal (with sympy's
+# parse_latex(strict=True) the same rule says wrong); judge_detailed must flag exactly these.
+Case = collections.namedtuple("Case", "benchmark protocol response gold expected question lenient")
 
 
 def _case(benchmark, protocol):
-    def make(response, gold, expected, question=""):
-        return Case(benchmark, protocol, response, gold, expected, question)
+    def make(response, gold, expected, question="", lenient=False):
+        return Case(benchmark, protocol, response, gold, expected, question, lenient)
     return make
 
 
@@ -186,6 +188,19 @@ CASES = [
     math("Therefore it equals -3", "-3", True),
     math("```output\n42\n```", "42", True),  # program output
     math("The answer is $\\boxed{12}$.", "12", True),
+    # Answers followed by prose, through the "he answer is" branch: strip_string deletes the spaces and "$",
+    # and sympy's non-strict parse_latex reads a prefix of what is left (its lexer splits the digits before
+    # a "."): "144.Ihopeitiscorrect" parses as 1*4, "36.Ihope..." as 3. OctoThinker's environment (sympy
+    # 1.12, ANTLR 4.11.1) credits these too; the strict re-check flags them.
+    math("The answer is $144$. I hope it is correct.", "4", True, lenient=True),
+    math("The answer is $144$. I hope it is correct.", "144", False),
+    math("The answer is $36$. I hope it is correct.", "3", True, lenient=True),
+    math("The answer is $123$. I hope it is correct.", "2", True, lenient=True),  # 1*2
+    math("The answer is 12. That is all.", "1", True, lenient=True),
+    math("The answer is 12. That is all.", "12", False),
+    math("The answer is 10, because 2 times 5 is 10.", "10", True, lenient=True),  # the prefix "10"
+    math(fa("2\\sqrt{2}, approximately 2.83"), "2\\sqrt{2}", True, lenient=True),
+    math("The answer is 7 apples. I hope it is correct.", "7", False),  # does not parse at all
     # --- OlympiadBench: extract_olympiad_math_answer (after the last "Final Answer:", "The final answer is "
     # removed, cut at "I hope it is correct.", newlines removed, wrapped as \boxed{...}) + eval_olympiad_math
     # (math-verify parse() with its default extraction on both, verify(pred, gold); any error is False).
@@ -249,15 +264,35 @@ def test_table_size_and_coverage():
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{i}-{c.benchmark}-{c.protocol}" for i, c in enumerate(CASES)])
 def test_octothinker_verdict(case):
-    correct, _ = og.judge(case.response, case.gold, _rule(case), case.question)
+    correct, _, lenient = og.judge_detailed(case.response, case.gold, _rule(case), case.question)
     assert correct is case.expected, (case.response, case.gold)
+    assert lenient is case.lenient, (case.response, case.gold)
+    assert og.judge(case.response, case.gold, _rule(case), case.question)[0] is correct
 
 
 def test_table_through_the_time_limited_workers():
     verdicts = grade_octothinker([c.response for c in CASES], [c.gold for c in CASES], [_rule(c) for c in CASES],
                                  questions=[c.question for c in CASES], timeout=10)
-    wrong = [(c.response, c.gold) for c, v in zip(CASES, verdicts) if v.correct is not c.expected or v.timed_out]
+    wrong = [(c.response, c.gold) for c, v in zip(CASES, verdicts)
+             if v.correct is not c.expected or v.lenient is not c.lenient or v.timed_out]
     assert not wrong
+
+
+def test_lenient_flag_on_the_known_false_positive():
+    # The case: OctoThinker's MATH rule credits "144." + prose against a gold of 4 (1*4) and says why.
+    response = "The answer is $144$. I hope it is correct."
+    correct, extracted, lenient = og.judge_detailed(response, "4", "math")
+    assert (correct, extracted, lenient) == (True, ["144.Ihopeitiscorrect"], True)
+    # Genuinely correct verdicts are not lenient: by number, by a symbolic equality on whole parses.
+    assert og.judge_detailed(fa("144"), "144", "math") == (True, ["144"], False)
+    assert og.judge_detailed(fa("\\sqrt{8}"), "2\\sqrt{2}", "math") == (True, ["\\sqrt{8}"], False)
+    assert og.judge_detailed(fa("x^2+2x+1"), "(x+1)^2", "math")[2] is False
+    # A wrong verdict is never lenient, and the strict re-check leaves no state behind.
+    assert og.judge_detailed(response, "144", "math")[2] is False
+    assert og.symbolic_equal("144.Ihopeitiscorrect", "4") is True
+    # Through the time-limited workers, as the eval CLI grades.
+    v = grade_octothinker([response, fa("144")], ["4", "144"], "math", timeout=10)
+    assert [(x.correct, x.lenient) for x in v] == [(True, True), (True, False)]
 
 
 # ---------------------------------------------------------------------------------------
