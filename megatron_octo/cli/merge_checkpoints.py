@@ -33,10 +33,11 @@ TP/PP layout reads the same; a vocabulary padded for a larger TP is cut to the T
 extra rows are padding). One process, no torchrun. The output is written to ``OUT.partial`` and
 renamed at the end; a failure removes it. An existing non-empty OUT is refused without ``--force``.
 
-References: Megatron-LM ``tools/checkpoint`` (loading any TP/PP layout and saving another; weighted
-checkpoint averaging in the same spirit), and OLMo 2's souping of annealing runs (Team OLMo,
-"2 OLMo 2 Furious", arXiv:2501.00656, Sec. 4: the final base models average the weights of
-several mid-training annealing runs on different data orders).
+References: Megatron-LM ``tools/checkpoint`` (its loader/saver pair reads a checkpoint at any TP/PP into
+whole tensors and writes them at another layout; here megatron-core's dist checkpointing stores global
+tensors, so the reading is per tensor), and OLMo 2's model souping (Team OLMo, "2 OLMo 2 Furious",
+arXiv:2501.00656: the final base models average the weights of several mid-training annealing runs
+that differ in their data order).
 """
 
 from __future__ import annotations
@@ -237,6 +238,8 @@ def check_output_path(out: str, sources: list[Source], force: bool) -> None:
             rp = os.path.realpath(p)
             if real == rp or rp.startswith(real + os.sep):
                 raise MergeError(f"--out {out}: is (or contains) the input {p}; write the merge elsewhere")
+        if real.startswith(os.path.realpath(s.ckpt_dir) + os.sep):
+            raise MergeError(f"--out {out}: is inside the input checkpoint {s.ckpt_dir}; write the merge elsewhere")
     if os.path.isfile(out):
         raise MergeError(f"--out {out}: is a file")
     if os.path.isdir(out) and os.listdir(out) and not force:

@@ -175,6 +175,7 @@ def test_bad_weights_and_paths_are_refused(ckpts, capsys, tmp_path):
     (out / "keep").write_text("x")
     assert "already exists and is not empty (use --force" in _main(capsys, a, b, "--out", out)
     assert "is (or contains) the input" in _main(capsys, a, b, "--out", a.parent, "--force")
+    assert f"is inside the input checkpoint {a}" in _main(capsys, a, b, "--out", a / "merged")
     assert (out / "keep").exists() and not (tmp_path / "o.partial").exists()
 
 
