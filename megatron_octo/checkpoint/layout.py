@@ -33,6 +33,10 @@ class TrainerState:
     stage: str = "stable"
     run_name: str = ""
     format_version: int = FORMAT_VERSION
+    # False when the checkpoint holds model weights only (a merge, an HF import): written by save_load.save.
+    optimizer_state: bool = True
+    # tools/merge_checkpoints.py: the inputs, their weights and how they were combined ({} otherwise).
+    merge: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainerState":

@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Optional
 
 import torch
@@ -230,7 +230,8 @@ def save(save_dir: str, model, optimizer, state: TrainerState, config_yaml: str,
     def write_state():
         faults.hit("save:after_model_write", it, path=tmp)
         if rank0:
-            _write_atomic(os.path.join(tmp, STATE_FILE), json.dumps(asdict(state), indent=2, sort_keys=True), it)
+            written = replace(state, optimizer_state=optimizer is not None)
+            _write_atomic(os.path.join(tmp, STATE_FILE), json.dumps(asdict(written), indent=2, sort_keys=True), it)
             _write_atomic(os.path.join(tmp, "config.yaml"), config_yaml, it)
 
     def write_manifest():
@@ -314,6 +315,11 @@ def load(ckpt_dir: str, model, optimizer, *, with_optimizer: bool, layout: dict,
     state = read_trainer_state(ckpt_dir)
     if not os.path.isfile(os.path.join(ckpt_dir, "metadata.json")):
         raise CheckpointError(f"{ckpt_dir}: missing metadata.json (not a complete dist checkpoint)")
+    if with_optimizer and optimizer is not None and not state.optimizer_state:
+        raise CheckpointError(
+            f"{ckpt_dir}: holds model weights only, no optimizer state (a merged or converted checkpoint), so a run "
+            "cannot resume from it; start a new stage from it with checkpoint.init_from (a fresh optimizer) and a "
+            "new checkpoint.save")
     same_layout = {k: state.layout.get(k) for k in ("tp", "pp", "dp")} == {k: layout[k] for k in ("tp", "pp", "dp")}
     saved_dist, dist_opt = state.layout.get("distributed_optimizer"), layout.get("distributed_optimizer")
     if with_optimizer and optimizer is not None and None not in (saved_dist, dist_opt) and saved_dist != dist_opt:

@@ -191,7 +191,9 @@ class Trainer:
                                            cfg.checkpoint.schedule_on_resume, resume_dir)
         elif cfg.checkpoint.init_from is not None:
             src = ckpt.resolve_checkpoint(cfg.checkpoint.init_from)
-            weights_only = cfg.checkpoint.init_weights_only
+            # A checkpoint without optimizer state (tools/merge_checkpoints.py, an HF import) starts a fresh optimizer.
+            no_optimizer = not ckpt.read_trainer_state(src).optimizer_state
+            weights_only = cfg.checkpoint.init_weights_only or no_optimizer
             st = ckpt.load(src, self.model, self.optimizer, with_optimizer=not weights_only, layout=self._layout(),
                            verify=cfg.checkpoint.verify)
             prev = schedule.ScheduleState.from_dict(st.schedule) if st.schedule else None
@@ -203,6 +205,8 @@ class Trainer:
             self.initialised_from = src
             sched = schedule.planned(cfg, start_tokens=st.tokens, start_lr=prev.lr if prev is not None else None)
             notes = [f"schedule from the config (a new stage); {_describe(sched, cfg, src)}"]
+            if no_optimizer and not cfg.checkpoint.init_weights_only:
+                notes.append(f"{src} holds model weights only (no optimizer state): the optimizer starts fresh")
         else:
             self.state = ckpt.TrainerState(stage=cfg.schedule.stage, run_name=cfg.run_name, layout=self._layout())
             sched, notes = schedule.planned(cfg, start_tokens=0), []
