@@ -15,7 +15,7 @@ Two engines, one interface (``generate(prompts, SamplingConfig) -> [[Generation]
 
 Both translate the engine's results the same way (:func:`to_generation`): the response is cut at
 EOD, then at the first stop string (``finish_reason="stop"``; generation also ends there, on every path:
-our own loop, megatron's static engine through :func:`engine_controller`'s status check, the dynamic
+our own loop, megatron's static engine through :func:`engine_classes`' status check, the dynamic
 engine through megatron's stop words), with the tokens and per-token log-probs cut to match;
 ``"length"`` when the token budget ran out.
 
