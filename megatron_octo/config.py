@@ -277,6 +277,16 @@ class RLConfig:
     critic_warmup_steps: int = 0  # first steps train only the critic (verl's critic_warmup)
 
 
+# Generation's CPU GEMM (models/lean_forward.py): auto times oneDNN and F.linear once per process on the model's
+# weight shapes and keeps the faster; onednn | torch force one (OCTO_INFERENCE_GEMM, if set, wins).
+GEMM_CHOICES = ("auto", "onednn", "torch")
+
+
+@dataclass
+class GenerationConfig:
+    gemm: str = "auto"  # auto | onednn | torch
+
+
 @dataclass
 class Config:
     run_name: str = "run"
@@ -290,6 +300,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
 
 SCHEDULE_ON_RESUME = ("refuse", "config", "checkpoint")
@@ -467,6 +478,7 @@ def validate(cfg: Config, world_size: int, *, have_gpu: bool, have_te: bool,
                   "pre-tokenized data without a tokenizer file)")
         if not os.path.exists(cfg.tokenizer.path):
             fail("tokenizer.path", f"file not found: {cfg.tokenizer.path}")
+    one_of("generation.gemm", cfg.generation.gemm, GEMM_CHOICES)
 
 
 def tokenizer_library(cfg) -> str:

@@ -14,9 +14,22 @@ Two engines, one interface (``generate(prompts, SamplingConfig) -> [[Generation]
   fails without them is written down in that module.
 
 Both translate the engine's results the same way (:func:`to_generation`): the response is cut at
-EOD, then at the first stop string (``finish_reason="stop"``; generation also ends there, except in
-megatron's static engine, which stops only at EOD), with the tokens and per-token log-probs cut to match;
+EOD, then at the first stop string (``finish_reason="stop"``; generation also ends there, on every path:
+our own loop, megatron's static engine through :func:`engine_classes`' status check, the dynamic
+engine through megatron's stop words), with the tokens and per-token log-probs cut to match;
 ``"length"`` when the token budget ran out.
+
+Log-probs (``SamplingConfig.return_log_probs``) are those of the distribution each token was drawn from
+(:func:`processed_logits`): ``log softmax(logits / temperature)``, over the top-k / top-p set renormalised
+when those are set, in fp32 — vLLM's ``logprobs_mode="processed_logprobs"``, which verl's vLLM rollout
+requests by default (verl PR #4755), so ``rl.rollout_is`` weighs by the sampling policy's own ratio. The
+trainer's log-probs are ``log softmax(logits / rl.temperature)`` over the whole vocabulary (as verl's actor
+computes them): with ``top_p`` = 1 and no top-k (every recipe) the two are the same number up to fp32
+rounding; with ``top_p`` < 1 a rollout log-prob exceeds the trainer's by the log of the nucleus' mass, a real
+difference between the sampling and the trained policy that ``training/rollout_logprob_diff`` then shows.
+Greedy decoding (temperature 0) records the raw logits' log-softmax. megatron-core 0.16.1's engines
+record ``log_softmax(raw logits)`` whatever the temperature; both are corrected here (the static engine's
+logits transformed before megatron samples them, the dynamic engine's log-probs recomputed per request).
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set
 
 import torch
 
@@ -169,22 +182,34 @@ class EngineResult:
     generated_log_probs: Optional[List[float]]
 
 
-def sample_tokens(logits: torch.Tensor, sc: SamplingConfig, rng: torch.Generator, vocab_size: int) -> torch.Tensor:
-    """One token per row of ``logits`` ``[rows, vocab]`` from the distribution megatron's static engine
-    samples (``TextGenerationController``): greedy argmax; else temperature, then top-k (``sc.top_k`` > 0)
-    or top-p (``sc.top_p`` < 1, megatron's filter: the token crossing ``top_p`` stays), softmax, and one
-    draw per row from ``rng`` (torch.multinomial's algorithm)."""
-    if sc.temperature == 0 or sc.top_k == 1:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / sc.temperature  # a new fp32 tensor (filtered in place; a bf16 cumsum would drift)
-    if sc.top_k > 1:
-        logits.masked_fill_(logits < torch.topk(logits, sc.top_k)[0][..., -1, None], float("-inf"))
-    elif sc.top_p < 1.0:
+def processed_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """fp32 logits ``[rows, vocab]`` of the distribution a token is drawn from (softmax of the result), as
+    megatron's static engine builds it (``TextGenerationController``): divided by ``temperature``, then the
+    top-k (``top_k`` > 1) or top-p (``top_p`` < 1, megatron's filter: the token crossing ``top_p`` stays)
+    tokens kept and the others set to -inf. Greedy (``temperature`` 0 or ``top_k`` 1): the logits as they
+    are (fp32; the caller takes the argmax). A new tensor unless greedy on fp32 logits."""
+    if temperature == 0 or top_k == 1:
+        return logits.float()
+    logits = logits.float() / temperature  # a new fp32 tensor (filtered in place; a bf16 cumsum would drift)
+    if top_k > 1:
+        logits.masked_fill_(logits < torch.topk(logits, top_k)[0][..., -1, None], float("-inf"))
+    elif top_p < 1.0:
         sorted_logits, sorted_idx = torch.sort(logits, descending=True)
-        drop = sorted_logits.softmax(dim=-1).cumsum(dim=-1) > sc.top_p
+        drop = sorted_logits.softmax(dim=-1).cumsum(dim=-1) > top_p
         drop[:, 1:] = drop[:, :-1].clone()
         drop[..., 0] = False
         logits.masked_fill_(drop.scatter(1, sorted_idx, drop), float("-inf"))
+    return logits
+
+
+def sample_tokens(logits: torch.Tensor, sc: SamplingConfig, rng: torch.Generator,
+                  vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row of ``logits`` ``[rows, vocab]`` from the distribution megatron's static engine
+    samples, and that distribution's logits (:func:`processed_logits`: their log-softmax at the token is
+    its log-prob): greedy argmax; else one draw per row from ``rng`` (torch.multinomial's algorithm)."""
+    logits = processed_logits(logits, sc.temperature, sc.top_k, sc.top_p)
+    if sc.temperature == 0 or sc.top_k == 1:
+        return logits.argmax(dim=-1), logits
     # torch.multinomial's draw of one sample (argmax of p / E, E ~ Exp(1): a race, not an inverse CDF at one
     # uniform, whose cumulative sum over the vocabulary moves every boundary by its rounding, so TP=2's
     # logits, equal to TP=1's up to rounding, picked a neighbouring token every few dozen draws of a flat
@@ -193,7 +218,12 @@ def sample_tokens(logits: torch.Tensor, sc: SamplingConfig, rng: torch.Generator
     probs = logits.softmax(dim=-1)
     race = torch.empty_like(probs).uniform_(generator=rng).log_().neg_()
     tokens = (probs / race).argmax(dim=-1)
-    return tokens.clamp_(min=0, max=min(vocab_size, probs.shape[1]) - 1)
+    return tokens.clamp_(min=0, max=min(vocab_size, probs.shape[1]) - 1), logits
+
+
+def token_log_probs_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(``logits``)[row, ``tokens[row]``] per row, fp32."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(1, tokens[:, None])[:, 0]
 
 
 def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
@@ -239,18 +269,119 @@ def own_loop_supported(model) -> bool:
                               for m in attn)
 
 
+def generation_path(model) -> tuple[str, Optional[str]]:
+    """Which forward generates on ``model`` and why not the fastest: ``("lean forward", None)``, ``("megatron's
+    forward", reason)`` (our loop over megatron's ``GPTModel.forward``) or ``("megatron's static engine",
+    reason)`` (Transformer Engine or other attention our loop cannot drive)."""
+    # lazy: megatron-core (imported there) loads only when a generator is built
+    from megatron_octo.models import lean_forward
+
+    if not own_loop_supported(model):
+        return ("megatron's static engine", "the attention layers are not the local spec's cached-RoPE SDPA "
+                "attention (Transformer Engine layers): no per-row positions for a left-padded batch")
+    reason = lean_forward.unsupported(model)
+    return ("lean forward", None) if reason is None else ("megatron's forward", reason)
+
+
+_LOGGED: Set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """Print ``message`` once per process, on global rank 0."""
+    if message in _LOGGED:
+        return
+    _LOGGED.add(message)
+    if not (torch.distributed.is_initialized() and torch.distributed.get_rank() != 0):
+        print(f"[megatron-octo] {message}", flush=True)
+
+
+_ENGINE_CLASSES: dict = {}
+
+
+def engine_classes() -> tuple:
+    """megatron's GPT inference wrapper and text-generation controller, subclassed (once, lazily: megatron
+    loads only when a generator is built):
+
+    - the wrapper's ``logits_transform`` (None: off) replaces each pass's logits (megatron's static engine
+      then samples and takes log-probs of :func:`processed_logits`), and ``passes`` counts its passes;
+    - the controller's ``stop_rows`` (None: off; ``(stop strings, prompt lengths of the batch's rows,
+      tail tokens)`` while megatron's static engine runs a batch) ends a row once the text of its last
+      generated tokens holds a stop string, as EOD does (the token that completed it kept); and its dynamic
+      engine log-probs are those of each request's :func:`processed_logits` (megatron's are of the raw
+      logits)."""
+    if _ENGINE_CLASSES:
+        return _ENGINE_CLASSES["wrapper"], _ENGINE_CLASSES["controller"]
+    from megatron.core.inference.model_inference_wrappers.gpt.gpt_inference_wrapper import GPTInferenceWrapper
+    from megatron.core.inference.text_generation_controllers.text_generation_controller import (
+        TextGenerationController,
+    )
+
+    class Wrapper(GPTInferenceWrapper):
+        logits_transform = None
+        passes = 0
+
+        def run_one_forward_step(self, inference_input, *args, **kwargs):
+            self.passes += 1
+            logits = super().run_one_forward_step(inference_input, *args, **kwargs)
+            if self.logits_transform is None or logits is None:
+                return logits
+            return self.logits_transform(logits)
+
+    class Controller(TextGenerationController):
+        stop_rows = None
+
+        def update_generation_status(self, updated_prompts_tokens, generation_started, current_context_end_position,
+                                     is_generation_done_tensor, generated_sequence_lengths, termination_id=None):
+            done, lengths = super().update_generation_status(
+                updated_prompts_tokens, generation_started, current_context_end_position, is_generation_done_tensor,
+                generated_sequence_lengths, termination_id)
+            if self.stop_rows is None:
+                return done, lengths
+            stops, prompt_lengths, tail = self.stop_rows
+            end = current_context_end_position + 1
+            running = (~done & generation_started).tolist()
+            for row, length in enumerate(prompt_lengths):
+                if running[row] and end > length:  # counted above: the stop string's last token stays
+                    text = self.tokenizer.detokenize(updated_prompts_tokens[row, max(length, end - tail):end].tolist())
+                    if any(stop in text for stop in stops):
+                        done[row] = True
+            return done, lengths
+
+        def _dynamic_step_calculate_log_probs(self, logits):
+            context = self.inference_wrapped_model.inference_context
+            active = slice(context.paused_request_count, context.total_request_count)
+            params = list(zip(self._request_metadata["temperature"][active].tolist(),
+                              self._request_metadata["top_k"][active].tolist(),
+                              self._request_metadata["top_p"][active].tolist()))
+            if all(t == 1.0 and k in (0, 1) and p in (0.0, 1.0) or k == 1 for t, k, p in params):
+                return super()._dynamic_step_calculate_log_probs(logits)  # raw logits' (greedy, or plain T=1)
+            if not (context.materialize_only_last_token_logits or context.is_decode_only()):
+                raise NotImplementedError("sampled log-probs at temperature != 1 or with top-k/top-p need the "
+                                          "dynamic engine's last-token logits (materialize_only_last_token_logits)")
+            flat = logits.reshape(-1, logits.shape[-1])
+            processed = flat.float().clone()
+            groups: dict = {}
+            for row, key in enumerate(params):
+                groups.setdefault(key, []).append(row)
+            for (t, k, p), rows in groups.items():
+                idx = torch.tensor(rows, device=flat.device)
+                processed[idx] = processed_logits(flat[idx], t, int(k), p if p > 0 else 1.0)
+            return context.calculate_log_probs(processed.view(logits.shape), self._sampled_tokens_cuda[:len(params)],
+                                               only_last_token_logits=context.materialize_only_last_token_logits)
+
+    _ENGINE_CLASSES.update(wrapper=Wrapper, controller=Controller)
+    return Wrapper, Controller
+
+
 class EngineOnModel:
     """What both engines share: megatron's GPT inference wrapper and text-generation controller on the
     caller's ``GPTModel`` (not a copy), the sampling stream, and eval mode while generating."""
 
     def _wrap(self, model, tokenizer, make_context, *, max_sequence_length: int, max_batch_size: int):
         """Builds the wrapper config, ``make_context(wrapper_config)`` and the controller."""
-        from megatron.core.inference.model_inference_wrappers.gpt.gpt_inference_wrapper import GPTInferenceWrapper
         from megatron.core.inference.model_inference_wrappers.inference_wrapper_config import InferenceWrapperConfig
-        from megatron.core.inference.text_generation_controllers.text_generation_controller import (
-            TextGenerationController,
-        )
 
+        wrapper_class, controller_class = engine_classes()
         cfg = model.config
         self.model = model
         self.tokenizer = tokenizer
@@ -266,8 +397,8 @@ class EngineOnModel:
             inference_max_seq_length=max_sequence_length,
         )
         self.context = make_context(wcfg)
-        wrapped = GPTInferenceWrapper(model, wcfg, self.context)
-        self.controller = TextGenerationController(inference_wrapped_model=wrapped, tokenizer=tokenizer)
+        wrapped = wrapper_class(model, wcfg, self.context)
+        self.controller = controller_class(inference_wrapped_model=wrapped, tokenizer=tokenizer)
         return self.controller
 
     def reseed(self, seed: int) -> None:
@@ -301,19 +432,24 @@ class Generator(EngineOnModel):
       in a pass of its own, and every row attends to its one cached copy (:func:`shared_prefix_length`);
     - then at most ``max_new_tokens`` decode passes of one position each, logits of the last position
       only (both through :mod:`megatron_octo.models.lean_forward` where it covers the model: the same
-      numbers without megatron's per-layer Python, oneDNN GEMMs on the CPU); sampling as megatron's (temperature, top-k or top-p, the controller's ``sampling_rng``, the
-      same on every TP rank) and log-probs of the raw logits;
+      numbers without megatron's per-layer Python; on the CPU the GEMM backend ``gemm`` names, auto: the
+      faster on this machine, :func:`megatron_octo.models.lean_forward.gemm_backend`); sampling as megatron's
+      (temperature, top-k or top-p, the controller's ``sampling_rng``, the same on every TP rank) and
+      log-probs of the distribution sampled (:func:`processed_logits`);
     - a sequence ends at EOD or a stop string (checked on the tail of its text after every token) and
       leaves the batch: its KV-cache rows are compacted away, so later passes cost the rows still
       running. ``stats`` counts the forward passes and the batch rows x positions fed, and the
       wall time of prefill and decode.
 
-    Otherwise (Transformer Engine attention) megatron's static engine runs as before,
-    in batches of similar prompt length (:func:`plan_batches`).
+    Where the lean forward does not cover the model (pipeline stages, biases, ...) the same loop runs
+    megatron's ``GPTModel.forward``; with attention layers our loop cannot drive (Transformer Engine)
+    megatron's static engine runs, in batches of similar prompt length (:func:`plan_batches`), its rows
+    ending at EOD or a stop string (:func:`engine_classes`) and its log-probs those of the distribution
+    sampled. Which of the three runs, and why, is printed once per process (``path``).
     """
 
     def __init__(self, model, tokenizer, *, max_sequence_length: int, max_batch_size: int = 32, seed: int = 1234,
-                 share_prefix: bool = True):
+                 share_prefix: bool = True, gemm: str = "auto"):
         from megatron.core.inference.contexts import StaticInferenceContext
         from megatron.core.inference.engines import StaticInferenceEngine
 
@@ -330,8 +466,13 @@ class Generator(EngineOnModel):
         from megatron_octo.models import lean_forward
 
         # megatron's forward stays for what the lean pass does not cover (pipeline stages, biases, ...)
-        self.lean = lean_forward.forward if self.own_loop and lean_forward.unsupported(model) is None else None
+        self.path = generation_path(model)
+        self.lean = lean_forward.forward if self.path[0] == "lean forward" else None
         self.share_prefix = share_prefix  # a batch's shared prompt prefix fed once (lean forward only)
+        self.gemm = gemm  # generation.gemm: auto | onednn | torch (the lean forward's CPU GEMM)
+        self.onednn: Optional[bool] = None  # the lean forward's GEMM, chosen at its first pass
+        name, why = self.path
+        note_once(f"generation: {name}" + (f" ({why})" if why else ""))
 
     def _sampling_params(self, sc: SamplingConfig, prompt_len: int):
         params = megatron_sampling_params(sc, token_budget(sc, prompt_len, self.max_sequence_length))
@@ -370,7 +511,12 @@ class Generator(EngineOnModel):
         self.stats["positions"] += tokens.numel()
         self.context.rope_cos_sin = None  # per-pass RoPE cos/sin (models.cached_rope_attention)
         if self.lean is not None:
-            return self.lean(self.model, self.context, tokens, positions, mask)
+            if self.onednn is None:
+                # lazy: megatron-core (imported there) loads only when a generator is built
+                from megatron_octo.models import lean_forward
+
+                self.onednn = lean_forward.gemm_backend(self.model, self.gemm, rows=self.max_batch_size) == "onednn"
+            return self.lean(self.model, self.context, tokens, positions, mask, onednn=self.onednn)
         wrapped = self.controller.inference_wrapped_model
         logits = wrapped.run_one_forward_step({"tokens": tokens, "position_ids": positions, "attention_mask": mask})
         if not (ps.is_pipeline_first_stage() and ps.is_pipeline_last_stage()):  # the last stage's, to all stages
@@ -420,9 +566,9 @@ class Generator(EngineOnModel):
             self.stats["prefill_s"] += t_prefilled - t_start
             ctx.enable_decode_mode()
             for step in range(budget):
-                new = sample_tokens(logits, sc, self.controller.sampling_rng, self.model.vocab_size)
+                new, sampled_from = sample_tokens(logits, sc, self.controller.sampling_rng, self.model.vocab_size)
                 if gen_logp is not None:
-                    logp = torch.log_softmax(logits.float(), dim=-1).gather(1, new[:, None])[:, 0].tolist()
+                    logp = token_log_probs_of(sampled_from, new).tolist()
                 done = []
                 for r, (i, t) in enumerate(zip(live, new.tolist())):
                     gen_tokens[i].append(t)
@@ -454,16 +600,43 @@ class Generator(EngineOnModel):
         return gen_tokens, gen_logp
 
     def _generate_with_engine(self, prompts: Sequence[str], sc: SamplingConfig) -> List[List[Generation]]:
-        """megatron's static engine (Transformer Engine attention)."""
+        """megatron's static engine (Transformer Engine attention). When sampling, the engine is handed
+        :func:`processed_logits` and samples them as they are (temperature 1, no filter): the same draw from
+        the same distribution, and its log-probs are that distribution's. Stop strings end rows
+        (``stop_rows``); the batch ends when every row has."""
+        from megatron.core import parallel_state as ps
+
+        wrapped, controller = self.controller.inference_wrapped_model, self.controller
+        greedy = sc.temperature == 0 or sc.top_k == 1
+        pipelined = not (ps.is_pipeline_first_stage() and ps.is_pipeline_last_stage())
+        dtype = self.model.config.params_dtype
+
+        def transform(logits):  # [b, s, vocab] -> the sampled distribution's logits (params dtype under PP:
+            # megatron broadcasts them from the last stage in that dtype)
+            out = processed_logits(logits.reshape(-1, logits.shape[-1]), sc.temperature, sc.top_k, sc.top_p)
+            return out.view(logits.shape).to(dtype if pipelined else torch.float32)
+
+        stops = [s for s in sc.stop if s]
+        tail = max((len(s) for s in stops), default=0) + 8
         with self._eval_mode():
             expanded = [p for p in prompts for _ in range(sc.n)]
-            lengths = [len(self.tokenizer.tokenize(p)) for p in prompts]
+            ids = [self.tokenizer.tokenize(p) for p in prompts]
+            lengths = [len(x) for x in ids]
             longest = max(lengths, default=0)
             params = self._sampling_params(sc, longest)
+            if not greedy:
+                params.temperature, params.top_k, params.top_p = 1.0, 0, 0.0
             out: List[Optional[Generation]] = [None] * len(expanded)
-            for batch in plan_batches([n for n in lengths for _ in range(sc.n)], self.max_batch_size,
-                                      params.num_tokens_to_generate):
-                results = self.engine.generate(prompts=[expanded[i] for i in batch], sampling_params=params)
-                for i, req in zip(batch, results):
-                    out[i] = to_generation(self.tokenizer, req, sc, params.num_tokens_to_generate)
+            passes = wrapped.passes
+            try:
+                wrapped.logits_transform = None if greedy else transform
+                for batch in plan_batches([n for n in lengths for _ in range(sc.n)], self.max_batch_size,
+                                          params.num_tokens_to_generate):
+                    controller.stop_rows = (stops, [lengths[i // sc.n] for i in batch], tail) if stops else None
+                    results = self.engine.generate(prompts=[expanded[i] for i in batch], sampling_params=params)
+                    for i, req in zip(batch, results):
+                        out[i] = to_generation(self.tokenizer, req, sc, params.num_tokens_to_generate)
+            finally:
+                wrapped.logits_transform, controller.stop_rows = None, None
+                self.stats["passes"] += wrapped.passes - passes
         return [out[i * sc.n:(i + 1) * sc.n] for i in range(len(prompts))]

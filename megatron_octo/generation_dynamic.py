@@ -56,7 +56,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from megatron_octo.generation import (Generation, SamplingConfig, EngineOnModel, megatron_sampling_params,
-                                      to_generation, token_budget)
+                                      note_once, to_generation, token_budget)
 
 # megatron's defaults (DynamicInferenceContext; Megatron-LM's --inference-dynamic-batching-* flags).
 BLOCK_SIZE_TOKENS = 256
@@ -196,6 +196,7 @@ class DynamicGenerator(EngineOnModel):
         with self._rollout_mode():  # the engine captures its CUDA graphs here, once
             self.engine = DynamicInferenceEngine(controller, self.context, random_seed=int(seed))
         self.reseed(seed)
+        note_once(f"generation: megatron's dynamic engine (CUDA graphs {'on' if cuda_graphs else 'off'})")
 
     @contextmanager
     def _rollout_mode(self):

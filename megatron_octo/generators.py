@@ -10,12 +10,13 @@ from megatron_octo.config import resolve_rollout_engine
 
 
 def make_generator(model, tokenizer, *, engine: str = "static", max_sequence_length: int, max_batch_size: int = 32,
-                   seed: int = 1234, cuda_graphs: bool = True, kv_cache_gb: float = 0.0):
+                   seed: int = 1234, cuda_graphs: bool = True, kv_cache_gb: float = 0.0, gemm: str = "auto"):
     """The generator of ``engine`` on ``model`` — a GPTModel, or megatron's DDP wrapper around the training
     model (the dynamic engine then finishes the distributed optimizer's parameter all-gather before each
     rollout). ``engine``: static | dynamic | auto (dynamic when a CUDA GPU and flash-attn are present: see
     :func:`megatron_octo.config.resolve_rollout_engine`, whose ConfigError names ``rl.rollout_engine``).
-    ``cuda_graphs`` and ``kv_cache_gb`` concern the dynamic engine only."""
+    ``cuda_graphs`` and ``kv_cache_gb`` concern the dynamic engine only, ``gemm`` (generation.gemm: auto | onednn
+    | torch) the static generator's CPU GEMM."""
     gpu = torch.cuda.is_available()
     engine = resolve_rollout_engine(engine, have_gpu=gpu,
                                     have_flash_attn=gpu and generation_dynamic.flash_attn_for_dynamic_engine())
@@ -23,7 +24,8 @@ def make_generator(model, tokenizer, *, engine: str = "static", max_sequence_len
     if engine == "static":
         from megatron.core.distributed import DistributedDataParallel
 
-        return generation.Generator(model.module if isinstance(model, DistributedDataParallel) else model, tokenizer, **common)
+        return generation.Generator(model.module if isinstance(model, DistributedDataParallel) else model, tokenizer,
+                                    gemm=gemm, **common)
     return generation_dynamic.DynamicGenerator(model, tokenizer, cuda_graphs=cuda_graphs, kv_cache_gb=kv_cache_gb, **common)
 
 

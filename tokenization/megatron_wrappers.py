@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional
 
@@ -32,6 +33,9 @@ def load_tokenizer(
     tok = _load(path, library, vocab_size, eod_token)
     decode, size = tok.detokenize, tok.vocab_size
 
+    # wraps: inspect.signature (which megatron's controller reads to decide whether to pass
+    # skip_special_tokens) sees the wrapped tokenizer's own parameters, not *args/**kwargs
+    @functools.wraps(decode)
     def detokenize(ids, *args, **kwargs) -> str:
         if hasattr(ids, "tolist"):  # a tensor or an array, as megatron's tokenizers accept
             ids = ids.tolist()

@@ -10,12 +10,15 @@ RMSNorm modules, fused QKV split per query group as megatron splits it, RoPE thr
 norm, logits of the last position only. Its KV cache lives in the same static context, batch first
 (:func:`kv_memory`). With the same GEMM its logits equal megatron's bit for bit (tested).
 
-GEMMs on the CPU go to oneDNN (``torch.ops.mkldnn._linear_pointwise`` on the unpacked fp32 weight)
-instead of ``F.linear``'s BLAS (MKL): same fp32 arithmetic, summed in another order (logits within
-~1e-6 relative), and on the project's AMD EPYC machines 1.7-2.7x faster for a decode step's GEMMs
-and 1.8x for a prefill's, where MKL takes a slow generic path. ``OCTO_INFERENCE_GEMM=torch`` keeps
-``F.linear`` (megatron's arithmetic exactly). GPUs (and the simulated-GPU mode) always use
-``F.linear``.
+GEMMs on the CPU go to oneDNN (``torch.ops.mkldnn._linear_pointwise`` on the unpacked fp32 weight) or to
+``F.linear``'s BLAS (MKL; megatron's arithmetic exactly), whichever :func:`gemm_backend` finds faster on this
+machine (``generation.gemm: auto``, the default): the same fp32 arithmetic summed in another order (logits
+within ~1e-6 relative), but its speed depends on the CPU: on the project's AMD EPYC machines oneDNN was
+1.7-2.7x faster for a decode step's GEMMs and 1.8x for a prefill's (MKL takes a slow generic path there), on
+an Intel Xeon 0.67-1.5x per GEMM and 0.87x for a prefill. ``auto`` times both once per process on the
+model's own weight shapes (a few ms on small models) and logs the choice; ``generation.gemm: onednn |
+torch`` or the environment variable ``OCTO_INFERENCE_GEMM=auto|onednn|torch`` (which wins) force one.
+GPUs (and the simulated-GPU mode) always use ``F.linear``.
 
 Tensor parallelism as megatron's layers do it: column-parallel shards local, the row-parallel outputs
 and the vocabulary-parallel embedding all-reduced over the layer's TP group, logits gathered. Pipeline
@@ -26,7 +29,8 @@ modules: :func:`unsupported` names the reason and the caller runs megatron's for
 from __future__ import annotations
 
 import os
-from typing import Optional
+import time
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +39,8 @@ from megatron.core.tensor_parallel.mappings import (
     reduce_from_tensor_model_parallel_region,
 )
 from megatron.core.transformer.mlp import MLP
+
+from megatron_octo.config import GEMM_CHOICES
 
 from megatron_octo.models.cached_rope_attention import (
     CachedRopeSelfAttention,
@@ -49,9 +55,93 @@ BATCH_FIRST = "batch_first"  # key_value_memory_dict tag of kv_memory's buffers
 
 
 def onednn_gemm_available() -> bool:
-    """Whether this torch has oneDNN's fp32 linear (a CPU build with mkldnn) and it is not turned off."""
-    return (os.environ.get(GEMM_ENV, "onednn") != "torch" and torch.backends.mkldnn.is_available()
+    """Whether this torch has oneDNN's fp32 linear (a CPU build with mkldnn) and ``OCTO_INFERENCE_GEMM`` does
+    not turn it off."""
+    return (os.environ.get(GEMM_ENV, "auto") != "torch" and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+# (weight shapes, dtype, threads) -> (backend, {backend: seconds}, rows): auto's measurement, once per process (every
+# generator of the process then runs the same GEMM)
+_MEASURED: Dict[tuple, tuple] = {}
+PROBE_MAX_ROWS = 32  # decode rows timed (a rollout batch's; larger batches keep the ratio of a 32-row one)
+PROBE_MAX_VOCAB = 16384  # output-layer rows timed (scaled up to the full vocabulary)
+
+
+def step_gemms(model) -> list:
+    """The GEMMs of one forward position through ``model`` as ``(weight, times per pass)``: layer 0's four
+    weights (every layer has the same shapes) ``num_layers`` times each, and the output layer's first
+    :data:`PROBE_MAX_VOCAB` rows weighted up to its full size."""
+    layer = model.decoder.layers[0]
+    n = len(model.decoder.layers)
+    out_w = (model.shared_embedding_or_output_weight() if model.share_embeddings_and_output_weights
+             else model.output_layer.weight)
+    part = out_w[:PROBE_MAX_VOCAB]
+    return [(layer.self_attention.linear_qkv.weight, n), (layer.self_attention.linear_proj.weight, n),
+            (layer.mlp.linear_fc1.weight, n), (layer.mlp.linear_fc2.weight, n), (part, out_w.shape[0] / part.shape[0])]
+
+
+def time_gemms(gemms: list, rows: int, onednn: bool, repeats: int = 3) -> float:
+    """Seconds of one decode step's GEMMs (``rows`` sequences) with oneDNN or ``F.linear``: the best of
+    ``repeats`` timings after one warm-up (oneDNN builds its kernels at the first call of a shape)."""
+    xs = [torch.randn(rows, w.shape[1], dtype=w.dtype, device=w.device) for w, _ in gemms]
+    best = float("inf")
+    with torch.no_grad():
+        for rep in range(repeats + 1):
+            total = 0.0
+            for (w, times), x in zip(gemms, xs):
+                t0 = time.perf_counter()
+                linear(x, w, onednn)
+                total += (time.perf_counter() - t0) * times
+            if rep:
+                best = min(best, total)
+    return best
+
+
+def gemm_backend(model, choice: str = "auto", rows: int = 16, *,
+                 timer: Callable[[list, int, bool], float] = time_gemms,
+                 log: Optional[Callable[[str], None]] = None) -> str:
+    """The GEMM backend the lean forward uses for ``model`` (``"onednn"`` or ``"torch"``).
+
+    ``OCTO_INFERENCE_GEMM`` (auto | onednn | torch), if set, replaces ``choice``. Only a CPU run of fp32
+    parameters with oneDNN's linear in this torch has a choice (else torch). ``auto`` times a decode step's
+    GEMMs of ``rows`` sequences (at most :data:`PROBE_MAX_ROWS`) with both backends on the model's weights
+    (:func:`time_gemms`; ``timer`` and ``log``, print by default, are replaced in tests), the times summed over the tensor-parallel group so
+    its ranks agree, and keeps the faster; the result is kept for the rest of the process (any later call for
+    these weight shapes, whatever its ``rows``) and logged in one line (:func:`measured` returns it)."""
+    choice = os.environ.get(GEMM_ENV) or choice
+    if choice not in GEMM_CHOICES:
+        raise ValueError(f"generation.gemm ({GEMM_ENV}) must be one of {', '.join(GEMM_CHOICES)}, got {choice!r}")
+    weight = model.decoder.layers[0].self_attention.linear_qkv.weight
+    if (weight.device.type != "cpu" or torch.cuda.is_available() or weight.dtype != torch.float32
+            or not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))):
+        return "torch"
+    if choice != "auto":
+        return choice
+    gemms = step_gemms(model)
+    rows = max(1, min(rows, PROBE_MAX_ROWS))
+    key = (tuple((tuple(w.shape), t) for w, t in gemms), weight.dtype, torch.get_num_threads())
+    if key not in _MEASURED:
+        t0 = time.perf_counter()
+        times = {"onednn": timer(gemms, rows, True), "torch": timer(gemms, rows, False)}
+        group = model.output_layer.tp_group
+        if group is not None and group.size() > 1:  # each rank times its shards; the sums agree: one choice
+            both = torch.tensor([times["onednn"], times["torch"]], dtype=torch.float64)
+            torch.distributed.all_reduce(both, group=group)
+            times = {"onednn": float(both[0]), "torch": float(both[1])}
+        backend = "onednn" if times["onednn"] < times["torch"] else "torch"
+        _MEASURED[key] = (backend, times, rows)
+        if not (torch.distributed.is_initialized() and torch.distributed.get_rank() != 0):
+            (log or (lambda line: print(line, flush=True)))(
+                f"[megatron-octo] generation GEMM: {backend} (generation.gemm=auto: a decode step's GEMMs at {rows} "
+                f"rows took {times['onednn'] * 1e3:.2f} ms with oneDNN, {times['torch'] * 1e3:.2f} ms with "
+                f"F.linear; measured in {(time.perf_counter() - t0) * 1e3:.0f} ms)")
+    return _MEASURED[key][0]
+
+
+def measured() -> list:
+    """auto's measurements so far: ``{"backend", "seconds": {backend: s}, "rows"}`` per weight-shape set."""
+    return [{"backend": b, "seconds": dict(t), "rows": r} for b, t, r in _MEASURED.values()]
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, onednn: bool) -> torch.Tensor:
@@ -90,15 +180,16 @@ def unsupported(model) -> Optional[str]:
 
 
 def forward(model, context, tokens: torch.Tensor, positions: torch.Tensor,
-            attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
+            attention_mask: Optional[torch.Tensor], onednn: Optional[bool] = None) -> torch.Tensor:
     """One pass of ``tokens`` ``[b, s]`` through ``model`` over the static ``context``'s KV cache (written at
     ``context.sequence_len_offset``, which then advances by ``s``): logits of the last position ``[b, vocab]``
     (gathered over TP). ``attention_mask`` as megatron's (True = masked) or None (causal); RoPE positions
     from the context's ``position_offsets`` as :class:`CachedRopeSelfAttention` takes them (``positions``
-    only feed megatron's path, kept for the same signature)."""
+    only feed megatron's path, kept for the same signature). ``onednn``: the GEMM backend (None:
+    :func:`gemm_backend`'s choice for ``model``)."""
     cfg = model.config
-    onednn = tokens.device.type == "cpu" and not torch.cuda.is_available() and onednn_gemm_available() \
-        and cfg.params_dtype == torch.float32
+    if onednn is None:
+        onednn = gemm_backend(model, rows=tokens.shape[0]) == "onednn"
     start, (b, s) = context.sequence_len_offset, tokens.shape
     h = embed(model.embedding.word_embeddings, tokens.t())  # [s, b, hidden]
     offsets = getattr(context, "position_offsets", None)

@@ -242,7 +242,8 @@ class RLTrainer:
         # On the DDP-wrapped actor itself (the dynamic engine finishes its parameter all-gather per rollout).
         self.generator = make_generator(self.model, self.tokenizer, engine=self.rollout_engine,
                                         max_sequence_length=longest, max_batch_size=r.rollout_batch_size,
-                                        seed=r.seed, cuda_graphs=r.cuda_graphs, kv_cache_gb=r.kv_cache_gb)
+                                        seed=r.seed, cuda_graphs=r.cuda_graphs, kv_cache_gb=r.kv_cache_gb,
+                                        gemm=cfg.generation.gemm)
         self.reward_cfg = RewardConfig(variant=r.reward_variant, timeout=r.grade_timeout)
         self.reward_fn = None
         if r.reward_fn is not None:
@@ -587,6 +588,11 @@ class RLTrainer:
             print(f"[megatron-octo] {lrs}, weight decay {self.lr_values['weight_decay']:g}", flush=True)
             for note in self.schedule_notes:
                 print(f"[megatron-octo] {note}", flush=True)
+            if r.top_p < 1.0:
+                print(f"[megatron-octo] rl.top_p={r.top_p:g}: rollout log-probs are the nucleus' renormalised ones "
+                      "(the distribution sampled, as vLLM's processed_logprobs), the trainer's the full "
+                      "softmax(logits / rl.temperature); training/rollout_logprob_diff includes the log of the "
+                      "nucleus mass", flush=True)
         self.writer.scalars({"fault/dropped_prompts": float(self.dropped)}, self.state.stage_iteration,
                             self.state.tokens)
         if r.val_interval and self.state.stage_iteration == 0:

@@ -1,6 +1,7 @@
 """The dynamic-engine generator against the static engine on a tiny model (tests/scripts/
 dynamic_generation_check.py): greedy tokens, texts, finish reasons and log-probs equal, also with a KV
-buffer small enough to make megatron pause and evict; sampled log-probs equal a forward pass's; an
+buffer small enough to make megatron pause and evict; sampled log-probs equal a forward pass's (those of the
+distribution sampled: temperature, top-p nucleus); an
 in-place weight update reaches the next rollout; training runs after a rollout.
 
 Without a GPU the check replaces megatron's three CUDA-only dependencies with test-only stand-ins (no
@@ -61,7 +62,9 @@ def check(args, gpu: bool, cuda_graphs: bool, timeout: int):
                                                             f"{cmp['worst_log_prob_diff']}"
     assert seen["evicted"] > 0, "the small KV buffer made megatron evict no request: eviction went untested"
     assert seen["reseed_repeats"] and seen["sampled_log_prob_lengths_ok"] and seen["sampled_tokens"] > 0
+    # sampled at T=0.7, top-p 0.9 (the nucleus renormalised) and at T=1.3 (the trainer's log-probs at 1.3)
     assert seen["worst_sampled_vs_forward"] <= LOGP_TOL[gpu], seen["worst_sampled_vs_forward"]
+    assert seen["worst_sampled_vs_trainer"] <= LOGP_TOL[gpu], seen["worst_sampled_vs_trainer"]
     assert seen["graph_managers_left"] == 0 and seen["cuda_graph_impl"] == "none"
     assert seen["update_changed_tokens"], "the weight update changed nothing"
 

@@ -55,6 +55,16 @@ def test_rollout_logprob_diff_is_logged_and_below_1e_5_on_cpu(dapo_run):
     assert all(v < 1e-5 for _, v in tb["training/rollout_logprob_diff_max"])
 
 
+def test_rollout_logprob_diff_at_temperature_0_7(dapo_run):
+    """At rl.temperature=0.7 the engine's log-probs are of softmax(logits / 0.7), as the trainer's: the mean
+    difference stays at fp32 rounding (megatron's engines alone recorded the raw logits': ~1e-2 mean)."""
+    _, steps = _variant_steps(dapo_run, "rl_t07", "rl.temperature=0.7")
+    assert set(steps) == {1, 2}
+    for m in steps.values():
+        assert 0 <= m["training/rollout_logprob_diff"] <= 1e-5, m
+        assert 0 <= m["training/rollout_logprob_diff_max"] < 1e-4, m
+
+
 def test_dynamic_sampling_refills_and_accounts_for_the_prompts_drawn(dapo_run):
     _, out = dapo_run
     steps = _steps(out)

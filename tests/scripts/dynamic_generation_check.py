@@ -3,7 +3,8 @@
 Checked: greedy tokens, texts, finish reasons (eod, stop, length) and per-token log-probs equal the
 static engine's, with n samples per prompt, prompts over several KV blocks, and a KV buffer too small
 for every request at once (megatron pauses/evicts, the merged results must not change); sampled
-log-probs equal a training-style forward's; reseeding repeats a sampled rollout; after an in-place
+log-probs equal a training-style forward's (at temperature 0.7 with top-p 0.9: the renormalised nucleus; at
+1.3: the trainer's token_log_probs); reseeding repeats a sampled rollout; after an in-place
 weight update both engines generate from the new weights; the training forward/backward still runs
 after a rollout and no CUDA-graph manager stays on the layers.
 
@@ -147,6 +148,8 @@ def _compare(model, static, dynamic):
 
 
 def main():
+    from rl_logprob_check import reference_log_probs  # this script's folder is on sys.path
+
     from megatron_octo import config as cfgmod
     from megatron_octo.models.llama import load_tokenizer
     from megatron_octo.generation import Generator, SamplingConfig
@@ -206,23 +209,37 @@ def main():
     greedy.stop = []
     seen["comparisons"]["small buffer"] = _compare(model, static.generate(prompts, greedy), small.generate(prompts, greedy))
 
-    # Sampling: the log-probs are those of the sampled tokens; a reseed repeats the rollout.
-    sampled = SamplingConfig(max_new_tokens=16, temperature=1.0, top_p=0.9, n=3, return_log_probs=True)
+    # Sampling: the log-probs are those of the distribution each token was drawn from (temperature, the top-p
+    # nucleus renormalised); a reseed repeats the rollout.
+    sampled = SamplingConfig(max_new_tokens=16, temperature=0.7, top_p=0.9, n=3, return_log_probs=True)
     dynamic.reseed(123)
     a = dynamic.generate(prompts, sampled)
     dynamic.reseed(123)
     b = dynamic.generate(prompts, sampled)
     seen["reseed_repeats"] = [[g.tokens for g in per] for per in a] == [[g.tokens for g in per] for per in b]
     seen["sampled_log_prob_lengths_ok"] = all(len(g.log_probs) == len(g.tokens) for per in a for g in per)
-    worst_sampled = 0.0
-    model.eval()
-    with torch.no_grad():
-        for g in (g for per in a for g in per if g.tokens):
-            seq = torch.tensor([g.prompt_tokens + g.tokens], device=model.embedding.word_embeddings.weight.device)
-            pos = torch.arange(seq.shape[1], device=seq.device).unsqueeze(0)
-            lp = token_log_probs(model(seq[:, :-1], pos[:, :-1], None), seq[:, 1:])[0, len(g.prompt_tokens) - 1:]
-            worst_sampled = max(worst_sampled, (lp.cpu() - torch.tensor(g.log_probs)).abs().max().item())
-    seen["worst_sampled_vs_forward"] = worst_sampled
+    # At temperature 1.3 without top-p the log-probs are the trainer's token_log_probs(logits, labels, 1.3).
+    plain = SamplingConfig(max_new_tokens=16, temperature=1.3, n=2, return_log_probs=True)
+    dynamic.reseed(321)
+    c = dynamic.generate(prompts, plain)
+
+    def worst_vs_forward(gens, temperature, top_p):
+        worst = 0.0
+        model.eval()
+        with torch.no_grad():
+            for g in (g for per in gens for g in per if g.tokens):
+                seq = torch.tensor([g.prompt_tokens + g.tokens], device=model.embedding.word_embeddings.weight.device)
+                pos = torch.arange(seq.shape[1], device=seq.device).unsqueeze(0)
+                logits, n = model(seq[:, :-1], pos[:, :-1], None), len(g.prompt_tokens) - 1
+                if top_p < 1.0:
+                    lp = reference_log_probs(logits[0, n:].float(), seq[0, n + 1:], temperature, top_p)
+                else:
+                    lp = token_log_probs(logits, seq[:, 1:], temperature)[0, n:]
+                worst = max(worst, (lp.float().cpu() - torch.tensor(g.log_probs)).abs().max().item())
+        return worst
+
+    seen["worst_sampled_vs_forward"] = worst_vs_forward(a, 0.7, 0.9)
+    seen["worst_sampled_vs_trainer"] = worst_vs_forward(c, 1.3, 1.0)
 
     # The training step runs after a rollout, and its in-place update reaches the next rollout.
     model.train()

@@ -1,6 +1,8 @@
 """A sequence that ends (EOD, stop string) generates no further tokens: the forward passes and the batch
 rows x positions the Generator feeds are counted against what the sequences' own lengths imply, and the
-generated tokens are the unstopped run's prefixes. Prints ``RESULT {json}``."""
+generated tokens are the unstopped run's prefixes; on the lean forward, and for stop strings also on the two
+fallback paths (megatron's forward in our loop, as with pipeline stages; megatron's static engine, as with
+Transformer Engine layers). Prints ``RESULT {json}``."""
 import json
 import warnings
 
@@ -77,6 +79,34 @@ def main():
                    "expected": list(expected_counts(lengths, stops, budget)),
                    "tokens_are_prefixes": all(g.tokens == r[:n] for g, r, n in zip(res, ref, stops)),
                    "reasons": [g.finish_reason for g in res], "stops": stops}
+
+    # The fallback paths, a stop string per row (the text of its 4th and 5th tokens), greedy.
+    def static_engine_passes(stop_lengths):
+        """megatron's static engine: a prefill up to the shortest prompt, then one position per pass; row r's
+        k-th token comes from pass len_r - min + k, and the batch ends when every row has ended."""
+        return max(n - min(lengths) + s for n, s in zip(lengths, stop_lengths))
+
+    lean, own = gen.lean, gen.own_loop
+    for name, setup in (("megatron_forward", lambda: setattr(gen, "lean", None)),
+                        ("static_engine", lambda: setattr(gen, "own_loop", False))):
+        setup()
+        before = dict(gen.stats)
+        path_ref = [g[0].tokens for g in gen.generate(prompts, full)]
+        full_passes = gen.stats["passes"] - before["passes"]
+        stops_all = [tok.detokenize(r[3:5]).strip() or tok.detokenize(r[3:5]) for r in path_ref]
+        stops = [cut_at_stop(tok, r, stops_all)[0] for r in path_ref]
+        before = dict(gen.stats)
+        res = [g[0] for g in gen.generate(prompts, SamplingConfig(max_new_tokens=budget, temperature=0.0,
+                                                                  ignore_eod=True, stop=stops_all))]
+        counts = [gen.stats["passes"] - before["passes"], gen.stats["positions"] - before["positions"]]
+        out[name] = {"strings": stops_all, "stops": stops, "reasons": [g.finish_reason for g in res],
+                     "tokens_are_prefixes": all(g.tokens == r[:n] for g, r, n in zip(res, path_ref, stops)),
+                     "passes": counts[0], "full_passes": full_passes,
+                     "expected_passes": (static_engine_passes(stops) if name == "static_engine"
+                                         else expected_counts(lengths, stops, budget)[0])}
+        if name == "megatron_forward":
+            out[name]["counts"], out[name]["expected"] = counts, list(expected_counts(lengths, stops, budget))
+        gen.lean, gen.own_loop = lean, own
     print("RESULT " + json.dumps(out))
     rt.shutdown()
 

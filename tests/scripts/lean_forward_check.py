@@ -38,9 +38,9 @@ def main():
     lean = gen.lean
     lean_passes = []
 
-    def counted(*args):
+    def counted(*args, **kwargs):
         lean_passes.append(1)
-        return lean(*args)
+        return lean(*args, **kwargs)
 
     out = {"unsupported": lean_forward.unsupported(model), "onednn": lean_forward.onednn_gemm_available()}
     runs = {}

@@ -58,6 +58,7 @@ def test_valid_config_passes(tmp_path, prefix):
      "not found: /nope/t.model"),
     (["train.nan_policy=ignore"], 1, "train.nan_policy", "not one of skip, stop"),
     (["optimizer.name=lion"], 1, "optimizer.name", "not one of adam, sgd"),
+    (["generation.gemm=mkl"], 1, "generation.gemm", "not one of auto, onednn, torch"),
 ])
 def test_validation_error_names_key(tmp_path, prefix, overrides, world, key, fragment):
     cfg = _cfg(tmp_path, prefix, *overrides)

@@ -101,7 +101,9 @@ def test_factory_builds_the_static_generator_on_the_unwrapped_model(fakes):
     for engine in ("auto", "static"):
         g = make_generator(_FakeDDP(gpt), "tok", engine=engine, max_sequence_length=64, max_batch_size=4, seed=3)
         assert type(g).__name__ == "Static" and g.model is gpt
-        assert g.kw == dict(max_sequence_length=64, max_batch_size=4, seed=3)
+        assert g.kw == dict(max_sequence_length=64, max_batch_size=4, seed=3, gemm="auto")
+    g = make_generator(gpt, "tok", engine="static", max_sequence_length=64, gemm="torch")  # generation.gemm
+    assert g.kw["gemm"] == "torch"
     with pytest.raises(cfgmod.ConfigError, match="config key 'rl.rollout_engine': 'dynamic' needs a CUDA GPU"):
         make_generator(gpt, "tok", engine="dynamic", max_sequence_length=64)
 
