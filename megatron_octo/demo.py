@@ -1,24 +1,29 @@
 """`make demo`: the whole OctoThinker pipeline in miniature, on 2 CPU cores, with a report.
 
-    python -m megatron_octo.demo --out runs/demo [--smoke] [--nproc 2]
+    python -m megatron_octo.demo --out runs/demo [--smoke] [--nproc 2] [--seed N | --seeds 0,1,2]
 
 Stages, each its own process as on a cluster (``[N/M]`` progress, elapsed and estimated time):
 
- 1. write the synthetic arithmetic task (tokenization/synthetic_arith.py): "web" facts, worked
-    long/short chain-of-thought problems, RL prompts, held-out problems;
+ 1. write the synthetic arithmetic task (tokenization/synthetic_arith.py): "web" facts and worked
+    examples, worked long/short chain-of-thought problems, RL prompts, held-out problems;
  2. train a 2K SentencePiece tokenizer on it and the bundled real slices;
  3. tokenize everything and write the stage mixtures (tokenization/build_demo_data.py);
  4. the stable stage (constant LR) -> ``stable/``;
  5. three decay branches from that one checkpoint -> ``decay_{long,short,hybrid}/``;
- 6. GRPO from each branch and from the stable checkpoint (the no-mid-training control) ->
-    ``rl_{long,short,hybrid,control}/``, each validated (greedy, held-out problems) before and after;
- 7. evaluation of the RL models on the held-out problems (python -m megatron_octo.eval) ->
-    ``eval/<model>/``;
- 8. export of the best RL model to Hugging Face format -> ``hf/``;
- 9. ``report.md`` and ``plots/*.png`` from the TensorBoard logs (megatron_octo/cli/plot_run.py).
+ 6. their uniform weight average (tools/merge_checkpoints.py) -> ``merged/``, evaluated zero-shot;
+ 7. a few-shot probe of every model before RL (the stable checkpoint, each branch, the merge):
+    SHOTS worked exemplars from the decay QA split -> ``eval/fewshot_<model>/``;
+ 8. GRPO from each branch and from the stable checkpoint (the no-mid-training control) ->
+    ``rl_{control,long,short,hybrid}/``, each validated greedily on the 200 held-out problems before
+    the first update and every 20 steps (the last validation is the after-RL number);
+ 9. export of the best RL model to Hugging Face format -> ``hf/``;
+10. ``result.json`` (each model's numbers and each claim with whether it holds), ``report.md`` (the
+    answer, its figure and sentence first) and ``plots/*.png`` (megatron_octo/cli/plot_run.py).
 
-``--smoke`` runs every stage with a few steps each (CI; a few minutes): the mechanics, not results.
-The arithmetic numbers are synthetic and labelled so in the report.
+``--seeds 0,1,2`` runs all of it once per seed (task split, initialisation, data order, RL sampling)
+into ``OUT/seed_N`` and writes ``OUT/seeds.md`` / ``seeds.json``: mean ± sd per model and whether
+each claim holds in every seed. ``--smoke`` runs every stage with a few steps each (CI; a few
+minutes): the mechanics, not results. The arithmetic numbers are synthetic and labelled so.
 """
 
 from __future__ import annotations

@@ -102,19 +102,24 @@ def _multiply_long(a: int, b: int) -> str:
 
 
 def solution_long(start: int, steps: list[tuple[str, int]]) -> str:
+    """A long chain of thought: the short solution's steps, then a check of every step worked backwards
+    (long-CoT data such as OpenR1-Math is long mostly through verification), multiplications checked
+    place by place, then the value in words. The steps open the response exactly as a short solution
+    does: a ~1M-parameter model copies the question's numbers by position, and every variant that put
+    words before or between the steps ("subtract 7 from 3" after a preamble, the expression restated,
+    a check after each step, "First, ... Next, ...") left it at 6.5-7.5% held-out accuracy after the
+    decay, against 58% for the short solutions (docs/log.md)."""
     value, chain = evaluate(start, steps)
-    lines = ["We work from the innermost parentheses outwards, one operation at a time."]
-    names = ("First", "Next", "Then")
-    for i, (a, op, b, res) in enumerate(chain):
-        word = names[min(i, len(names) - 1)]
+    inverse = {"+": "-", "-": "+"}
+    work = solution_short(start, steps)
+    checks = []
+    for a, op, b, res in reversed(chain):
         if op == "*":
-            lines.append(f"{word}, multiply {a} by {b}: {_multiply_long(a, b)}")
-        elif op == "+":
-            lines.append(f"{word}, add {b} to {a}: {a} + {b} = {res}.")
+            checks.append(f"by place {_multiply_long(a, b)[:-1]}" if abs(a) >= 10 else f"{b} * {a} = {res}")
         else:
-            lines.append(f"{word}, subtract {b} from {a}: {a} - {b} = {res}.")
-    lines.append(f"So the value of the expression is {value}.")
-    return "\n".join(lines)
+            checks.append(f"{res} {inverse[op]} {b} = {a}")
+    return "\n".join([work, "To check, we work back: " + ", and ".join(checks) + ".",
+                      f"So the value of the expression is {value}."])
 
 
 def solution_short(start: int, steps: list[tuple[str, int]]) -> str:
@@ -183,8 +188,15 @@ def _write_jsonl(path: str, records: Iterable[dict]) -> int:
     return n
 
 
+# Share of the web documents' sentences that are worked examples (the rest state single facts). The
+# stable stage is where the demo's model learns to copy the question's numbers and compute: with half the
+# sentences worked examples, 640 stable steps left it at 3% of held-out expressions worked right in the web
+# layout; with 90% and 960 steps, 24% (docs/log.md).
+EXAMPLE_SHARE = 0.9
+
+
 def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 2400, rl: int = 1000, heldout: int = 200,
-               ops: int = 2, example_share: float = 0.5) -> dict[str, str]:
+               ops: int = 2, example_share: float = EXAMPLE_SHARE) -> dict[str, str]:
     """Write the task files under ``out``; returns {name: path}. The problem space is shuffled once
     and cut into held-out, RL and QA problems, so the splits are disjoint by construction."""
     space = all_problems(ops)
@@ -222,7 +234,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--rl", type=int, default=1000, help="RL prompts")
     p.add_argument("--heldout", type=int, default=200, help="held-out problems")
     p.add_argument("--ops", type=int, default=2, help="operations per problem (1-3)")
-    p.add_argument("--example-share", type=float, default=0.5,
+    p.add_argument("--example-share", type=float, default=EXAMPLE_SHARE,
                    help="share of the web documents' sentences that are worked examples in prose (the rest state facts)")
     args = p.parse_args(argv)
     if not 1 <= args.ops <= 3:

@@ -98,3 +98,38 @@ def test_few_shot_rl_template():
     assert "Question:" in rl_stop("few_shot")  # the next exemplar never gets generated
     with pytest.raises(ValueError, match="few_shot"):
         rl_prompt("q", "nope")
+
+
+def test_exemplar_probe_renders_the_qa_layout_then_the_question(tmp_path):
+    """`eval --protocol base --shots-from FILE --shots k`: k exemplars as the QA data renders them, then the
+    `simple` prompt; graded like the RL template; bad use is refused naming the flag."""
+    import argparse
+    import gzip
+    import json
+
+    from megatron_octo.eval.octothinker_grader import rule_for
+    from megatron_octo.eval.prompts import exemplar_protocol, rl_prompt
+    from megatron_octo.eval.runner import _check_args, shot_protocol
+    from megatron_octo.eval.benchmarks import BenchmarkError
+
+    path = tmp_path / "qa.jsonl.gz"
+    rows = [{"question": f"Compute {i} + 1.", "answer": f"{i} + 1 = {i + 1}.", "final_answer": str(i + 1)}
+            for i in range(3)]
+    with gzip.open(path, "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    proto = shot_protocol(str(path), 2)
+    assert proto.name == "simple+2shot" and proto.answer_style == "boxed"
+    assert proto.build("Compute 7 + 1.") == (
+        "Question:\nCompute 0 + 1.\nAnswer:\n0 + 1 = 1.\nThe final answer is $\\boxed{1}$.\n\n"
+        "Question:\nCompute 1 + 1.\nAnswer:\n1 + 1 = 2.\nThe final answer is $\\boxed{2}$.\n\n"
+        + rl_prompt("Compute 7 + 1.", "simple"))
+    assert rule_for("arith", proto.name) == "rl_boxed" and rule_for("math500", "minerva_4shot") == "math"
+    with pytest.raises(BenchmarkError, match="--shots 4 but the file has 3 records"):
+        shot_protocol(str(path), 4)
+    with pytest.raises(ValueError, match="--shots must be >= 1"):
+        shot_protocol(str(path), 0)
+    with pytest.raises(ValueError, match="exemplar"):
+        exemplar_protocol([])
+    args = argparse.Namespace(pass_k="1", n=1, temperature=0.0, limit=None, shots_from=str(path), protocol="rl")
+    with pytest.raises(ValueError, match="--shots-from .* --protocol base"):
+        _check_args(args)
