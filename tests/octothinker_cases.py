@@ -29,7 +29,7 @@ RESPONSES = ROOT / "tests" / "data" / "octothinker_responses.jsonl"
 GOLDEN = ROOT / "tests" / "reference" / "octothinker_golden.json"
 GENERATOR = ROOT / "tests" / "reference" / "make_octothinker_golden.py"
 REGENERATE = ("OCTO_OCTOTHINKER_SRC=/path/to/OctoThinker nice -n 10 env OMP_NUM_THREADS=1 "
-              ".venv/bin/python tests/reference/make_octothinker_golden.py")
+              ".venv/bin/python -m tests.reference.make_octothinker_golden")
 PER_SET = 12  # problems sampled per bundled benchmark
 REQUEST_KEYS = ("response", "gold", "rule", "question")
 

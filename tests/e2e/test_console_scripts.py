@@ -54,5 +54,8 @@ def test_console_script_and_tool_give_the_same_plan(tmp_path):
 def test_no_sys_path_manipulation():
     offenders = [str(p.relative_to(ROOT)) for d in ("megatron_octo", "tokenization", "tools", "benchmarks", "tests")
                  for p in (ROOT / d).rglob("*.py")
-                 if "sys.path.insert" in p.read_text() and p.name != Path(__file__).name]
+                 if "sys.path.insert" in p.read_text() and p.name != Path(__file__).name
+                 # runs under `python -I -S` (OctoThinker's pinned environment, isolated on purpose): no
+                 # PYTHONPATH and no site, so its directories can only be put on sys.path by hand
+                 and p.relative_to(ROOT).as_posix() != "tests/scripts/octothinker_reference.py"]
     assert offenders == []

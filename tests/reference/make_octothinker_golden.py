@@ -2,7 +2,7 @@
 environment, on every case tests/unit/test_octothinker_compat.py compares ``--grader octothinker`` with.
 
     OCTO_OCTOTHINKER_SRC=/path/to/OctoThinker nice -n 10 env OMP_NUM_THREADS=1 \\
-        .venv/bin/python tests/reference/make_octothinker_golden.py [--out PATH]
+        .venv/bin/python -m tests.reference.make_octothinker_golden [--out PATH]
 
 OctoThinker's code is not part of this project and is not committed: its functions are imported only
 from the checkout named by ``OCTO_OCTOTHINKER_SRC`` (the layout of tests/scripts/octothinker_reference.py:
@@ -31,10 +31,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from tests import octothinker_cases, octothinker_env  # noqa: E402
+from tests import octothinker_cases, octothinker_env  # noqa: E402  (run as -m from the repository root)
 
 # Path in the checkout -> (repository, path in that repository, commit) it was taken from.
 UPSTREAM = {
