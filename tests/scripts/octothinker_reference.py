@@ -103,7 +103,7 @@ def port_judge(port: str):
     for name in ("megatron_octo", "megatron_octo.eval"):
         _stub_package(name, os.path.dirname(port))
     prompts = types.ModuleType("megatron_octo.eval.prompts")
-    prompts.RL_TEMPLATES = ()
+    prompts.rl_template_of = lambda protocol: None
     sys.modules["megatron_octo.eval.prompts"] = prompts
     og = _load_file("octothinker_port", port)
     from sympy.parsing.latex import parse_latex  # sympy's entry point: refuses an ANTLR runtime other than 4.11
