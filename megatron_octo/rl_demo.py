@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="a few steps per stage (CI): mechanics, not results")
     p.add_argument("--seed", type=int, default=0, help="the task split, model init, data order and RL sampling")
     p.add_argument("--seeds", default=None, help="the whole run once per seed (e.g. 0,1,2) into OUT/seed_N; "
-                   "OUT/seeds.md: each run's gain as mean ± sd")
+                   "OUT/seeds.md: each run's gain as mean ± sd (with --data every seed reuses that one task split)")
     args = p.parse_args(argv)
     out = os.path.abspath(args.out)
     data = os.path.abspath(args.data) if args.data else None
