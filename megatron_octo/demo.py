@@ -46,6 +46,15 @@ BRANCHES = ("long", "short", "hybrid")
 PROGRESS = re.compile(r"^ (?:iteration|rl step)\s+(\d+)/\s*(\d+)")
 SEED_BASE = 1234  # the recipes' train.seed / rl.seed; seed N runs with SEED_BASE + N
 SHOTS = 2  # few-shot probe exemplars: 2 short solutions (~110 tokens) + a long response fit the 256 positions trained
+# Half the decay QA problems are answered with the value alone, as many answers in real QA corpora are: after
+# the decay the model answers some prompts tersely (mostly wrong: it cannot work an expression out in one
+# token) and others with worked steps, and RL's reward selects the worked steps -- the eliciting of reasoning
+# that OctoThinker credits RL with. Without terse answers the decay alone reached what RL would (docs/log.md:
+# GRPO added 2-3.5 points to an annealed branch).
+TERSE_SHARE = 0.5
+# Numbers of up to two digits are one token each (Llama-3 groups up to three digits): with one token per
+# digit the ~1M-parameter model miscopied two-digit numbers (docs/log.md).
+DIGIT_GROUP = 2
 
 
 @dataclass
@@ -96,13 +105,15 @@ def data_stages(out: str, budget: Budget, seed: int = 0) -> list[Stage]:
     py = sys.executable
     return [
         Stage("task", "write the synthetic arithmetic task",
-              [py, "-m", "tokenization.synthetic_arith", "--out", arith, "--seed", str(seed), *budget.task], 1.0),
+              [py, "-m", "tokenization.synthetic_arith", "--out", arith, "--seed", str(seed),
+               "--terse-share", str(TERSE_SHARE), *budget.task], 1.0),
         Stage("tokenizer", "train the demo tokenizer (SentencePiece, 2K)", [
             py, "-m", "tokenization.train_tokenizer", "--input", f"{arith}/arith_web.jsonl.gz",
             "data/corpus/math_web.jsonl.gz", "--input-qa", f"{arith}/arith_qa_long.jsonl.gz:simple",
             f"{arith}/arith_qa_short.jsonl.gz:simple", "data/corpus/qa_long.jsonl.gz:long_cot",
             "data/corpus/qa_short.jsonl.gz:short_cot", "--vocab-size", "2048",
-            "--max-lines", str(budget.tokenizer_lines), "--output", tok[:-len(".model")]], 8.0),
+            "--max-lines", str(budget.tokenizer_lines), "--digit-group", str(DIGIT_GROUP),
+            "--output", tok[:-len(".model")]], 8.0),
         Stage("tokenize", "tokenize the corpora, write the mixtures",
               [py, "-m", "tokenization.build_demo_data", "--out", data, "--tokenizer", tok, "--arith", arith], 5.0),
     ]
@@ -114,7 +125,7 @@ def probe_stage(out: str, model: str, src: str, budget: Budget, few_shot: bool) 
     with the RL template (what RL starts from)."""
     arith = os.path.join(out, "data", "arith")
     kind = "fewshot" if few_shot else "zeroshot"
-    args = (["--protocol", "base", "--shots-from", f"{arith}/arith_qa_short.jsonl.gz", "--shots", str(SHOTS)]
+    args = (["--protocol", "base", "--shots-from", f"{arith}/arith_shots.jsonl", "--shots", str(SHOTS)]
             if few_shot else ["--protocol", "rl", "--template", "simple"])
     return Stage(f"{kind}_{model}", f"{SHOTS}-shot probe of {model}" if few_shot else f"zero-shot eval of {model}", [
         sys.executable, "-m", "megatron_octo.eval", "--checkpoint", src, "--benchmarks", f"{arith}/arith_heldout.jsonl",
@@ -138,7 +149,7 @@ def plan(out: str, nproc: int, branches: list[str], budget: Budget, seed: int = 
     for b in branches:
         stages.append(Stage(f"decay_{b}", f"decay branch '{b}'", stage_command(
             nproc, "megatron_octo.train", f"recipes/demo/decay_{b}.yaml",
-            [*common, f"checkpoint.save={out}/decay_{b}", f"checkpoint.init_from={out}/stable", *budget.decay]), 85.0))
+            [*common, f"checkpoint.save={out}/decay_{b}", f"checkpoint.init_from={out}/stable", *budget.decay]), 125.0))
     sources = {"control": f"{out}/stable", **{b: f"{out}/decay_{b}" for b in branches}}
     if len(branches) > 1:
         stages.append(Stage("merged", f"merge the decay branches ({', '.join(branches)}, uniform weights)", [
@@ -155,7 +166,7 @@ def plan(out: str, nproc: int, branches: list[str], budget: Budget, seed: int = 
         stages.append(Stage(f"rl_{m}", f"GRPO from {what}", stage_command(nproc, "megatron_octo.rl",
                             "recipes/demo/rl_grpo.yaml", [*rl_common, f"checkpoint.init_from={sources[m]}",
                                                            f"checkpoint.save={out}/rl_{m}", f"run_name=demo-rl-{m}"]),
-                            110.0))
+                            80.0))
     return stages
 
 
@@ -422,7 +433,7 @@ def run_seed(out: str, args, branches: list[str], budget: Budget, seed: int, env
         json.dump(facts, f, indent=1)
     os.replace(os.path.join(out, "demo.json.tmp"), os.path.join(out, "demo.json"))
     result = summarize(out, budget.eval_limit)
-    result.update(seed=seed, seconds=facts["total_seconds"],
+    result.update(seed=seed, seconds=facts["total_seconds"], commit=code_version(), smoke=args.smoke,
                   sentence=headline_sentence(result["models"], result["conclusions"]))
     write_result(out, result)
     report = plot_run.render_report(out)
@@ -432,6 +443,32 @@ def run_seed(out: str, args, branches: list[str], budget: Budget, seed: int, env
     print(f"\nDone in {time.perf_counter() - t0:.0f}s.\nReport: {report}\n"
           f"TensorBoard: tensorboard --logdir {out}", flush=True)
     return 0, result
+
+
+def code_version() -> Optional[str]:
+    """The checkout's commit, with "+dirty" when tracked files differ from it; None outside git."""
+    try:
+        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0 or dirty.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def finished_seed(out: str, seed: int, smoke: bool, version: Optional[str]) -> Optional[dict]:
+    """--resume: the result of a seed's finished pipeline when it was made by this very code (a clean
+    checkout of the same commit) with the same --smoke; else None (the seed runs again)."""
+    path = os.path.join(out, "result.json")
+    if version is None or version.endswith("+dirty") or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    if result.get("commit") != version or result.get("seed") != seed or result.get("smoke", False) != smoke:
+        return None
+    return result
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -454,6 +491,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default=None, help="run the whole pipeline once per seed (e.g. 0,1,2) into "
                    "OUT/seed_N and write OUT/seeds.md and OUT/seeds.json: mean ± sd per model")
     p.add_argument("--rl-merged", action="store_true", help="also run GRPO from the merged decay branches")
+    p.add_argument("--resume", action="store_true", help="with --seeds: keep a seed whose OUT/seed_N/result.json "
+                   "was written by a clean checkout of this same commit (a finished pipeline) instead of rerunning it")
     p.add_argument("--smoke", action="store_true", help="a few steps per stage (CI): mechanics, not results")
     args = p.parse_args(argv)
     args.argv = argv
@@ -465,6 +504,8 @@ def main(argv=None) -> int:
         seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     except ValueError as exc:
         p.error(str(exc))
+    if args.resume and seeds is None:
+        p.error("--resume keeps finished seeds of a --seeds run: give --seeds too")
     budget = SMOKE if args.smoke else FULL
     out = os.path.abspath(args.out)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -472,9 +513,16 @@ def main(argv=None) -> int:
         return run_seed(out, args, branches, budget, args.seed, env)[0]
 
     results, seconds = {}, {}
+    version = code_version() if args.resume else None
     for seed in seeds:
-        print(f"\n##### seed {seed} ({len(results) + 1} of {len(seeds)}) -> {out}/seed_{seed}", flush=True)
-        rc, results[seed] = run_seed(os.path.join(out, f"seed_{seed}"), args, branches, budget, seed, env)
+        seed_out = os.path.join(out, f"seed_{seed}")
+        done = finished_seed(seed_out, seed, args.smoke, version) if args.resume else None
+        if done is not None:
+            print(f"\n##### seed {seed}: reusing the finished pipeline in {seed_out} (commit {version})", flush=True)
+            results[seed], seconds[seed] = done, done["seconds"]
+            continue
+        print(f"\n##### seed {seed} ({len(results) + 1} of {len(seeds)}) -> {seed_out}", flush=True)
+        rc, results[seed] = run_seed(seed_out, args, branches, budget, seed, env)
         if rc != 0:
             return rc
         seconds[seed] = results[seed]["seconds"]

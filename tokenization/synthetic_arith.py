@@ -14,7 +14,9 @@ It mirrors the OctoThinker data split in miniature:
 ``arith_qa_short.jsonl.gz``  QA with a short chain of thought (one equation per step);
 ``arith_rl.jsonl.gz``        RL prompts with gold answers (question/answer), disjoint from the QA data;
 ``arith_heldout.jsonl``      held-out problems for validation and evaluation (question/answer),
-                              disjoint from everything above.
+                              disjoint from everything above;
+``arith_shots.jsonl``        worked short solutions of a few QA problems: the exemplars of few-shot
+                              probes (never a terse answer, see ``--terse-share``).
 
 A problem applies ``--ops`` operations (default 2) left to right to a single-digit start, written with
 parentheses so the order is explicit: ``Compute (7 + 5) * 3.`` Every question has the same shape, so
@@ -42,7 +44,8 @@ OPS = ("+", "-", "*")
 # step): the web documents state facts over this range.
 FACT_RANGE = (-9, 45)
 FILES = ("arith_web.jsonl.gz", "arith_qa_long.jsonl.gz", "arith_qa_short.jsonl.gz", "arith_rl.jsonl.gz",
-         "arith_heldout.jsonl")
+         "arith_heldout.jsonl", "arith_shots.jsonl")
+SHOTS = 8  # worked exemplars for few-shot probes (arith_shots.jsonl)
 
 
 def _apply(a: int, op: str, b: int) -> int:
@@ -108,7 +111,9 @@ def solution_long(start: int, steps: list[tuple[str, int]]) -> str:
     does: a ~1M-parameter model copies the question's numbers by position, and every variant that put
     words before or between the steps ("subtract 7 from 3" after a preamble, the expression restated,
     a check after each step, "First, ... Next, ...") left it at 6.5-7.5% held-out accuracy after the
-    decay, against 58% for the short solutions (docs/log.md)."""
+    decay, against 58% for the short solutions; with the model copying by content (varied web layouts),
+    a plan before the steps, a forward re-check or a reflection in words between the steps and the value
+    still did worse than this layout (docs/log.md, 2026-12-07)."""
     value, chain = evaluate(start, steps)
     inverse = {"+": "-", "-": "+"}
     work = solution_short(start, steps)
@@ -127,19 +132,29 @@ def solution_short(start: int, steps: list[tuple[str, int]]) -> str:
     return " ".join(f"{a} {op} {b} = {res}." for a, op, b, res in chain)
 
 
+# How web text states a worked example: the expression, then its steps as equations, then the value in
+# prose; never a question/answer layout, never a ``\\boxed{}``. The words between the expression and the
+# first step vary from none to a line break and five words: a ~1M-parameter model that only ever saw one
+# gap learned to copy the question's numbers by their distance, which the QA layout changes (measured,
+# docs/log.md: 152 of 200 long-branch errors were a miscopied first step). Varied gaps make it copy by
+# content, the skill that carries over to any layout.
+WEB_STYLES = (
+    "To work out {expr}: {eqs} It gives {value}.",
+    "For {expr} we get {eqs} So {expr} equals {value}.",
+    "{expr} is done in two steps. {eqs} The result is {value}.",
+    "We evaluate {expr}.\n{eqs}\nThis is {value}.",
+    "Take {expr}, so {eqs} That makes {value}.",
+    "Working {expr} out step by step, we find {eqs} Hence {value}.",
+)
+
+
 def worked_example(start: int, steps: list[tuple[str, int]], style: int) -> str:
-    """A multi-step result as web text states it in passing: the expression, its steps written as
-    equations (``3 - 7 = -4. -4 + 8 = 4.``), then the value in prose; no question/answer layout and no
-    ``\\boxed{}``. The steps come before the value and are written as the short solutions write them: a
-    ~1M-parameter model carries a skill across layouts only where the text around it is the same
-    (measured, docs/log.md: an answer-first style, or steps joined by "first ... then", left the
-    decay branches at 7% held-out accuracy)."""
+    """A multi-step result as web text states it in passing (``WEB_STYLES[style]``): the steps written
+    as the short solutions write them (``3 - 7 = -4. -4 + 8 = 4.``), before the value (an answer-first
+    style, or steps joined by "first ... then", left the decay branches at 7% held-out accuracy)."""
     value, chain = evaluate(start, steps)
-    expr = expression(start, steps)
     eqs = " ".join(f"{a} {op} {b} = {res}." for a, op, b, res in chain)
-    if style == 0:
-        return f"To work out {expr}: {eqs} It gives {value}."
-    return f"For {expr} we get {eqs} So {expr} equals {value}."
+    return WEB_STYLES[style].format(expr=expression(start, steps), eqs=eqs, value=value)
 
 
 def fact_document(rng: random.Random, n_facts: int = 12,
@@ -152,7 +167,7 @@ def fact_document(rng: random.Random, n_facts: int = 12,
     for _ in range(n_facts):
         if examples and rng.random() < example_share:
             start, steps = rng.choice(examples)
-            out.append(worked_example(start, steps, rng.randrange(2)))
+            out.append(worked_example(start, steps, rng.randrange(len(WEB_STYLES))))
             continue
         a = rng.randint(*FACT_RANGE)
         op = rng.choice(OPS if abs(a) < 20 else OPS[:2])
@@ -193,10 +208,20 @@ def _write_jsonl(path: str, records: Iterable[dict]) -> int:
 # sentences worked examples, 640 stable steps left it at 3% of held-out expressions worked right in the web
 # layout; with 90% and 960 steps, 24% (docs/log.md).
 EXAMPLE_SHARE = 0.9
+# Share of the QA problems whose answer states the value without worked steps, as many answers in real
+# QA corpora do. A model cannot work these expressions out in one token, so after the decay it answers some
+# prompts tersely (and mostly wrong) and others with steps; RL's reward tells the two apart, which is the
+# paper's point: RL elicits the reasoning that mid-training put within the model's reach.
+TERSE_SHARE = 0.0
+
+
+def terse_answer(value: int) -> str:
+    """A QA answer that states the value with no worked steps (the final line every solution ends with)."""
+    return f"The final answer is $\\boxed{{{value}}}$."
 
 
 def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 2400, rl: int = 1000, heldout: int = 200,
-               ops: int = 2, example_share: float = EXAMPLE_SHARE) -> dict[str, str]:
+               ops: int = 2, example_share: float = EXAMPLE_SHARE, terse_share: float = TERSE_SHARE) -> dict[str, str]:
     """Write the task files under ``out``; returns {name: path}. The problem space is shuffled once
     and cut into held-out, RL and QA problems, so the splits are disjoint by construction."""
     space = all_problems(ops)
@@ -211,6 +236,14 @@ def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 2400, rl
     heldout_rows = [{"question": q, "answer": str(v)} for q, v, _, _ in records[:heldout]]
     rl_rows = [{"question": q, "answer": str(v)} for q, v, _, _ in records[heldout:heldout + rl]]
     qa_rows = records[heldout + rl:]
+    # The same problems are terse in the long and the short file; their own generator keeps the web text
+    # independent of the share.
+    terse_rng = random.Random(f"terse-{seed}")
+    terse = [terse_rng.random() < terse_share for _ in qa_rows]
+    shots = [{"question": q, "answer": sh, "final_answer": str(v)} for (q, v, _, sh), t in zip(qa_rows, terse)
+             if not t][:SHOTS]
+    qa_rows = [(q, v, terse_answer(v), terse_answer(v)) if t else (q, v, lg, sh)
+               for (q, v, lg, sh), t in zip(qa_rows, terse)]
     paths = {name.split(".")[0]: os.path.join(out, name) for name in FILES}
     examples = chosen[heldout + rl:]
     _write_jsonl(paths["arith_web"], ({"text": fact_document(rng, examples=examples, example_share=example_share)}
@@ -220,6 +253,7 @@ def write_task(out: str, seed: int = 0, web_docs: int = 4000, qa: int = 2400, rl
     _write_jsonl(paths["arith_qa_short"], ({"question": q, "answer": sh, "final_answer": str(v)}
                                            for q, v, _, sh in qa_rows))
     _write_jsonl(paths["arith_rl"], rl_rows)
+    _write_jsonl(paths["arith_shots"], shots)
     _write_jsonl(paths["arith_heldout"], heldout_rows)
     return paths
 
@@ -236,14 +270,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--ops", type=int, default=2, help="operations per problem (1-3)")
     p.add_argument("--example-share", type=float, default=EXAMPLE_SHARE,
                    help="share of the web documents' sentences that are worked examples in prose (the rest state facts)")
+    p.add_argument("--terse-share", type=float, default=TERSE_SHARE,
+                   help="share of the QA problems answered with the value alone, no worked steps")
     args = p.parse_args(argv)
+    if not 0.0 <= args.terse_share <= 1.0:
+        p.error(f"--terse-share must be within [0, 1], got {args.terse_share}")
     if not 1 <= args.ops <= 3:
         p.error("--ops must be 1, 2 or 3")
     if not 0.0 <= args.example_share <= 1.0:
         p.error(f"--example-share must be within [0, 1], got {args.example_share}")
     try:
         paths = write_task(args.out, args.seed, args.web_docs, args.qa, args.rl, args.heldout, args.ops,
-                           args.example_share)
+                           args.example_share, args.terse_share)
     except ValueError as e:
         p.error(str(e))
     for name, path in paths.items():

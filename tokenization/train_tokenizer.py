@@ -8,7 +8,8 @@ writes ``<output>.model`` and ``<output>.vocab`` (piece and score per line, for 
 (``detokenize(tokenize(s)) == s``): identity normalization, no dummy prefix, whitespace kept as is,
 byte fallback for unseen characters, and ``"\\n"`` as a user-defined piece (documents are split into
 lines for training, so a newline would otherwise cost a byte token). Digits are split one by one,
-as in Llama-3/Qwen. Ids: ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2 (the EOD), no pad piece.
+as in Llama-2 and Qwen, or with ``--digit-group N`` into runs of up to N digits, each run one token, as
+Llama-3's pre-tokenizer groups up to three (``\\p{N}{1,3}``). Ids: ``<unk>`` 0, ``<s>`` 1, ``</s>`` 2 (the EOD), no pad piece.
 The same inputs and options give the same model bytes (single-threaded, no sampling, input fed
 from memory so no temporary path is recorded in the model).
 """
@@ -43,6 +44,7 @@ def train(
     vocab_size: int = 8192,
     max_lines: int = 2_000_000,
     character_coverage: float = 0.9995,
+    digit_group: int = 1,
 ) -> str:
     import io
 
@@ -82,10 +84,12 @@ def train(
         normalization_rule_name="identity",
         add_dummy_prefix=False,
         remove_extra_whitespaces=False,
-        split_digits=True,
+        split_digits=digit_group == 1,
         byte_fallback=True,
         allow_whitespace_only_pieces=True,
-        user_defined_symbols=["\n"],
+        # A user-defined symbol is always one piece, so every number of up to digit_group digits (without a
+        # leading zero) is one token and longer digit runs split into such pieces.
+        user_defined_symbols=["\n", *([str(i) for i in range(10 ** digit_group)] if digit_group > 1 else [])],
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
         max_sentence_length=1 << 16,
         input_sentence_size=0,
@@ -122,12 +126,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--vocab-size", type=int, default=8192)
     p.add_argument("--max-lines", type=int, default=2_000_000)
     p.add_argument("--output", required=True, help="output prefix (writes .model and .vocab)")
+    p.add_argument("--digit-group", type=int, default=1,
+                   help="digits per number token: 1 splits every digit (default), N > 1 makes every number of "
+                        "up to N digits one token (Llama-3 groups 3)")
     args = p.parse_args(argv)
+    if not 1 <= args.digit_group <= 3:
+        p.error(f"--digit-group must be 1, 2 or 3, got {args.digit_group}")
     sources = [(f, Selection(text_key=args.text_key)) for f in expand_inputs(args.input)] if args.input else []
     sources += [_qa_source(s) for s in args.input_qa]
     if not sources:
         p.error("give --input and/or --input-qa")
-    model = train(sources, args.output, args.vocab_size, args.max_lines)
+    model = train(sources, args.output, args.vocab_size, args.max_lines, digit_group=args.digit_group)
     print(model)
     return 0
 

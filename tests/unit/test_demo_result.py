@@ -152,7 +152,7 @@ def test_plan_probes_merges_and_seeds(tmp_path):
         f"{out}/decay_long", f"{out}/decay_short", f"{out}/decay_hybrid", "--out"]
     fs = by["fewshot_control"]
     assert fs[fs.index("--checkpoint") + 1] == f"{out}/stable" and fs[fs.index("--shots") + 1] == str(demo.SHOTS)
-    assert fs[fs.index("--shots-from") + 1].endswith("arith_qa_short.jsonl.gz")  # the QA split: not held out
+    assert fs[fs.index("--shots-from") + 1].endswith("arith_shots.jsonl")  # worked QA-split problems: not held out
     assert "checkpoint.init_from=" + f"{out}/stable" in by["rl_control"]
     with_merged = [s.name for s in demo.plan(out, 2, ["long", "short"], demo.FULL, rl_merged=True)]
     assert with_merged[-1] == "rl_merged" and "decay_hybrid" not in with_merged
@@ -164,3 +164,23 @@ def test_bad_seeds_are_refused(text, capsys):
     with pytest.raises(SystemExit) as exc:
         demo.main(["--seeds", text, "--out", "/nonexistent/never"])
     assert exc.value.code == 2 and "--seeds" in capsys.readouterr().err
+
+
+def test_resume_reuses_only_a_finished_seed_of_this_clean_commit(tmp_path, capsys):
+    import re as _re
+
+    version = demo.code_version()
+    assert version is not None and _re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", version)
+    clean = "a" * 40
+    (tmp_path / "result.json").write_text(json.dumps({"commit": clean, "seed": 1, "smoke": False, "seconds": 5}))
+    assert demo.finished_seed(str(tmp_path), 1, False, clean)["seconds"] == 5
+    assert demo.finished_seed(str(tmp_path), 1, False, "b" * 40) is None        # another commit
+    assert demo.finished_seed(str(tmp_path), 1, False, clean + "+dirty") is None  # uncommitted changes
+    assert demo.finished_seed(str(tmp_path), 2, False, clean) is None           # another seed
+    assert demo.finished_seed(str(tmp_path), 1, True, clean) is None            # smoke vs full
+    assert demo.finished_seed(str(tmp_path), 1, False, None) is None            # not a git checkout
+    assert demo.finished_seed(str(tmp_path / "none"), 1, False, clean) is None  # never finished
+    with pytest.raises(SystemExit) as exc:
+        demo.main(["--resume", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2 and "--resume keeps finished seeds of a --seeds run" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

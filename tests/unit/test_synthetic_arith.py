@@ -87,10 +87,46 @@ def test_write_task_splits_are_disjoint_and_reproducible(tmp_path):
     for r in _rows(a["arith_web"]):
         text = r["text"]
         assert "Compute" not in text and "Question" not in text and "\\boxed" not in text
-        for expr in re.findall(r"(?:To work out|Example:) (\(.*?\) . \d)", text):
+        for expr in re.findall(r"\(\d \S \d\) \S \d", text):
             assert expr in qa_exprs, expr
             seen_examples += 1
     assert seen_examples > 0
+
+
+def test_web_examples_vary_the_words_between_expression_and_steps(tmp_path):
+    """Every layout occurs, and the gap before the first step takes as many forms as there are layouts
+    (one fixed gap taught the model to copy by distance)."""
+    paths = sa.write_task(str(tmp_path), seed=2, web_docs=200, qa=300, rl=10, heldout=10)
+    gaps = set()
+    for r in _rows(paths["arith_web"]):
+        for m in re.finditer(r"\((\d) (\S) (\d)\) \S \d([^\d]*?)(\d) (\S) (\d) = ", r["text"]):
+            assert m.group(5, 6, 7) == m.group(1, 2, 3)  # the first step restates the inner operation
+            gaps.add(m.group(4))
+    assert len(gaps) == len(sa.WEB_STYLES), gaps
+
+
+def test_terse_share_answers_without_steps_the_same_problems_in_both_files(tmp_path):
+    from tokenization.templates import render
+
+    paths = sa.write_task(str(tmp_path / "t"), seed=3, web_docs=20, qa=400, rl=20, heldout=20, terse_share=0.5)
+    plain = sa.write_task(str(tmp_path / "p"), seed=3, web_docs=20, qa=400, rl=20, heldout=20)
+    long, short = _rows(paths["arith_qa_long"]), _rows(paths["arith_qa_short"])
+    terse = [r["answer"] == sa.terse_answer(int(r["final_answer"])) for r in short]
+    assert terse == [r["answer"] == sa.terse_answer(int(r["final_answer"])) for r in long]
+    assert 150 < sum(terse) < 250
+    for r, t in zip(short, terse):
+        text = render("simple", r["question"], r["answer"], r["final_answer"])
+        assert text.count("\\boxed") == 1 and extract_answer(text, "boxed") == r["final_answer"]
+        assert ("=" in r["answer"]) != t
+    # the share changes the QA answers only: the web text, the RL prompts and the held-out set are the same
+    for name in ("arith_web", "arith_rl", "arith_heldout"):
+        with open(paths[name], "rb") as a, open(plain[name], "rb") as b:
+            assert a.read() == b.read(), name
+    assert [r["question"] for r in short] == [r["question"] for r in _rows(plain["arith_qa_short"])]
+    # few-shot exemplars are worked solutions of QA problems, never terse ones
+    shots = _rows(paths["arith_shots"])
+    worked = {r["question"]: r["answer"] for r, t in zip(short, terse) if not t}
+    assert len(shots) == sa.SHOTS and all(worked.get(r["question"]) == r["answer"] for r in shots)
 
 
 def test_rendered_qa_ends_in_a_gradable_boxed_answer(tmp_path):
