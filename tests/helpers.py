@@ -54,6 +54,19 @@ def run(cmd: list[str], timeout: float, cwd=None, env=None) -> subprocess.Comple
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def run_main(main, argv: list, capsys) -> subprocess.CompletedProcess:
+    """A CLI's ``main(argv) -> int`` in this process, its output captured: what ``run`` returns for the
+    same command, without an interpreter start (for CLIs that leave no global state behind)."""
+    argv = [str(a) for a in argv]
+    capsys.readouterr()  # drop what came before
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse errors and explicit exits
+        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, rc, captured.out, captured.err)
+
+
 def train_cmd(config: str, overrides: list[str], nproc: int = 1, module: str = "megatron_octo.train") -> list[str]:
     if nproc == 1:
         return [sys.executable, "-m", module, "--config", config, *overrides]

@@ -1,4 +1,5 @@
-"""tools/compare_paper.py and tools/grader_agreement.py on small eval directories written here."""
+"""tools/compare_paper.py and tools/grader_agreement.py on small eval directories written here: each tool
+run once as a user runs it (a subprocess), every other case through its ``main(argv)`` in this process."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import sys
 
 import pytest
 
+from megatron_octo.eval import agreement, paper
 from megatron_octo.eval.agreement import guess_protocol
 from megatron_octo.eval.paper import BENCHMARK_SIZES, PAPER_BENCHMARKS, PAPER_RESULTS
 from megatron_octo.eval.prompts import PROTOCOLS, build_prompt
-from tests.helpers import ROOT, run
+from tests.helpers import ROOT, run, run_main
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,12 +51,12 @@ def test_base_run_is_compared_with_base_rows(tmp_path):
     assert "OctoThinker-Long-3B-Zero" not in out and "re-run with --grader octothinker" not in out
 
 
-def test_rl_runs_from_a_parent_directory_and_old_summaries(tmp_path):
+def test_rl_runs_from_a_parent_directory_and_old_summaries(tmp_path, capsys):
     _summary(tmp_path / "eval" / "a", protocol="rl", grader=None)
     _summary(tmp_path / "eval" / "b", protocol="rl", grader="octothinker",
              benchmarks={"amc23": {"accuracy": 0.1, "num_examples": 40},
                          "aime24": {"accuracy": 0.0, "num_examples": 30}})
-    res = run([*COMPARE, str(tmp_path / "eval"), "--model", "OctoThinker-Long-3B-Zero"], timeout=100)
+    res = run_main(paper.main, [tmp_path / "eval", "--model", "OctoThinker-Long-3B-Zero"], capsys)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "## RL models, zero-shot" in out and "grader math_verify" in out and "grader octothinker" in out
@@ -71,15 +73,15 @@ def test_rl_runs_from_a_parent_directory_and_old_summaries(tmp_path):
     (lambda p: (p / "missing").mkdir(), "no summary.json"),
     (lambda p: (p / "missing").write_text(json.dumps({"benchmarks": {"gsm8k": {}}})), "no numeric 'accuracy'"),
 ])
-def test_compare_bad_input_exits_2_naming_the_path(tmp_path, setup, fragment):
+def test_compare_bad_input_exits_2_naming_the_path(tmp_path, setup, fragment, capsys):
     setup(tmp_path)
-    res = run([*COMPARE, str(tmp_path / "missing")], timeout=100)
+    res = run_main(paper.main, [tmp_path / "missing"], capsys)
     assert res.returncode == 2 and res.stderr.startswith("error:")
     assert str(tmp_path / "missing") in res.stderr and fragment in res.stderr
 
 
-def test_compare_unknown_model_exits_2(tmp_path):
-    res = run([*COMPARE, str(_summary(tmp_path / "r")), "--model", "GPT-5"], timeout=100)
+def test_compare_unknown_model_exits_2(tmp_path, capsys):
+    res = run_main(paper.main, [_summary(tmp_path / "r"), "--model", "GPT-5"], capsys)
     assert res.returncode == 2 and "GPT-5" in res.stderr
 
 
@@ -106,12 +108,12 @@ def test_agreement_from_recorded_verdicts(tmp_path):
     assert "id=2 sample=0 gold='1' math_verify=True octothinker=False response ends 'r2'" in res.stdout
 
 
-def test_agreement_regrades_old_rows(tmp_path):
+def test_agreement_regrades_old_rows(tmp_path, capsys):
     prompt = build_prompt("gsm8k_8shot", "Ducks lay 16 eggs ...")
     rows = [{"id": "0", "prompt": prompt, "response": "The answer is 18.\nCheck: 18 + 2 = 20.", "gold": "18"},
             {"id": "1", "prompt": prompt, "response": "The answer is 4.", "gold": "4"}]
     _write_jsonl(tmp_path / "gsm8k.jsonl", rows)  # no summary.json: the protocol comes from the prompt
-    res = run([*AGREEMENT, str(tmp_path)], timeout=100)
+    res = run_main(agreement.main, [tmp_path], capsys)
     assert res.returncode == 0, res.stderr
     assert "(re-graded) | gsm8k_8shot | 2 | 2 | 1 | 1 | 50.0% |" in res.stdout
 
@@ -123,9 +125,9 @@ def test_agreement_regrades_old_rows(tmp_path):
      "x.jsonl:2"),
     (lambda p: ((p / "run").mkdir(), (p / "run" / "x.jsonl").write_text('{"response": "a"}\n')), "no ['gold']"),
 ])
-def test_agreement_bad_input_exits_2(tmp_path, setup, fragment):
+def test_agreement_bad_input_exits_2(tmp_path, setup, fragment, capsys):
     setup(tmp_path)
-    res = run([*AGREEMENT, str(tmp_path / "run")], timeout=100)
+    res = run_main(agreement.main, [tmp_path / "run"], capsys)
     assert res.returncode == 2 and res.stderr.startswith("error:") and fragment in res.stderr
 
 

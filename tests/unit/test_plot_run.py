@@ -11,7 +11,7 @@ import pytest
 
 from megatron_octo.cli import plot_run
 from megatron_octo.training.metrics import MetricsWriter
-from tests.helpers import ROOT, run
+from tests.helpers import ROOT, run, run_main
 
 
 TPS = 1024  # tokens per step of the fake pretraining stages
@@ -174,14 +174,14 @@ def test_partial_run_in_process(tmp_path):
     assert not os.path.exists(tmp_path / "plots" / "rl_reward.png")
 
 
-def test_not_a_run(tmp_path):
+def test_not_a_run(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     for target in (empty, tmp_path / "nope"):
-        res = run([sys.executable, "tools/plot_run.py", str(target)], timeout=60)
+        res = run_main(plot_run.main, [target], capsys)
         assert res.returncode == 2
         assert res.stderr.startswith("error: ") and str(target) in res.stderr
-    assert "not a run directory" in run([sys.executable, "tools/plot_run.py", str(empty)], timeout=60).stderr
+    assert "not a run directory" in run_main(plot_run.main, [empty], capsys).stderr
     assert not (empty / "report.md").exists()
 
 
