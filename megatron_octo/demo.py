@@ -46,11 +46,9 @@ BRANCHES = ("long", "short", "hybrid")
 PROGRESS = re.compile(r"^ (?:iteration|rl step)\s+(\d+)/\s*(\d+)")
 SEED_BASE = 1234  # the recipes' train.seed / rl.seed; seed N runs with SEED_BASE + N
 SHOTS = 2  # few-shot probe exemplars: 2 short solutions (~110 tokens) + a long response fit the 256 positions trained
-# Half the decay QA problems are answered with the value alone, as many answers in real QA corpora are: after
-# the decay the model answers some prompts tersely (mostly wrong: it cannot work an expression out in one
-# token) and others with worked steps, and RL's reward selects the worked steps -- the eliciting of reasoning
-# that OctoThinker credits RL with. Without terse answers the decay alone reached what RL would (docs/log.md:
-# GRPO added 2-3.5 points to an annealed branch).
+# Half the decay QA problems are answered with the value alone (why: tokenization.synthetic_arith.TERSE_SHARE).
+# Without terse answers the decay alone reached what RL would (docs/log.md: GRPO added 2-3.5 points to an
+# annealed branch).
 TERSE_SHARE = 0.5
 # Numbers of up to two digits are one token each (Llama-3 groups up to three digits): with one token per
 # digit the ~1M-parameter model miscopied two-digit numbers (docs/log.md).

@@ -64,6 +64,8 @@ def train(
                         n += 1
                         yield line.replace("\r", " ")
 
+    if not 1 <= digit_group <= 3:
+        raise ValueError(f"--digit-group must be 1, 2 or 3, got {digit_group}")
     it = lines()
     first = next(it, None)
     if first is None:
@@ -130,13 +132,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="digits per number token: 1 splits every digit (default), N > 1 makes every number of "
                         "up to N digits one token (Llama-3 groups 3)")
     args = p.parse_args(argv)
-    if not 1 <= args.digit_group <= 3:
-        p.error(f"--digit-group must be 1, 2 or 3, got {args.digit_group}")
     sources = [(f, Selection(text_key=args.text_key)) for f in expand_inputs(args.input)] if args.input else []
     sources += [_qa_source(s) for s in args.input_qa]
     if not sources:
         p.error("give --input and/or --input-qa")
-    model = train(sources, args.output, args.vocab_size, args.max_lines, digit_group=args.digit_group)
+    try:
+        model = train(sources, args.output, args.vocab_size, args.max_lines, digit_group=args.digit_group)
+    except ValueError as exc:
+        p.error(str(exc))
     print(model)
     return 0
 

@@ -31,3 +31,13 @@ def test_digit_group_out_of_range_is_refused(tmp_path, capsys):
                               "--output", str(tmp_path / "x")])
     assert exc.value.code == 2 and "--digit-group must be 1, 2 or 3, got 4" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_train_refuses_a_digit_group_out_of_range(tmp_path):
+    from tokenization.worker import Selection
+
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match=f"--digit-group must be 1, 2 or 3, got {bad}"):
+            train_tokenizer.train([(QA_SHORT, Selection(format="qa", template="short_cot"))], str(tmp_path / "x"),
+                                  vocab_size=800, digit_group=bad)
+    assert not list(tmp_path.iterdir())
