@@ -41,12 +41,14 @@ rl-demo: $(STAMP)
 rl-demo-seeds: $(STAMP)
 	$(BIN)/python -m megatron_octo.rl_demo --seeds 0,1,2 --out runs/rl-demo-seeds
 
+# Every tier; the summary ends with each tier's wall time (tests/conftest.py).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra --durations=25 tests
 
-# Unit tests only (no torchrun, no end-to-end runs).
+# The in-process tier (tests/unit, < 3 min): no interpreter, torchrun or CLI is started; a test there
+# that starts a process fails (tests/conftest.py).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -ra tests/unit
+	$(BIN)/python -m pytest -q -ra --durations=10 -m "not process" tests/unit
 
 # The GPU code paths on CPU under the simulated-GPU mode (runtime/simulated_gpu.py): CUDA's device
 # rules and NCCL's CUDA-only collectives enforced; pretraining, GRPO, PPO, eval, HF import/export.

@@ -1,9 +1,10 @@
 """The cases `--grader octothinker` is compared with OctoThinker on, and the golden file of OctoThinker's
 own verdicts on them.
 
-Used by tests/unit/test_octothinker_compat.py and tests/reference/make_octothinker_golden.py:
+Used by tests/unit/test_octothinker_compat.py, tests/process/test_octothinker_compat_env.py and
+tests/reference/make_octothinker_golden.py:
 
-  * the hand-derived table of tests/unit/test_octothinker_grader.py (CASES, over 150 cases);
+  * the hand-derived table of tests/octothinker_table_cases.py (CASES, over 150 cases);
   * recorded model responses, tests/data/octothinker_responses.jsonl;
   * a seeded sample of every bundled benchmark, each problem answered with its own gold and with another
     problem's gold, in the base and RL formats.
@@ -17,16 +18,17 @@ the file is found (test_golden_file_covers_every_case).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import random
 
 from megatron_octo.eval import octothinker_grader as og
 from megatron_octo.eval.benchmarks import BENCHMARKS, load_benchmark
+from tests import octothinker_table_cases
 from tests.helpers import ROOT
 
 RESPONSES = ROOT / "tests" / "data" / "octothinker_responses.jsonl"
 GOLDEN = ROOT / "tests" / "reference" / "octothinker_golden.json"
+GOLDEN_NAME = "tests/reference/octothinker_golden.json"
 GENERATOR = ROOT / "tests" / "reference" / "make_octothinker_golden.py"
 REGENERATE = ("OCTO_OCTOTHINKER_SRC=/path/to/OctoThinker nice -n 10 env OMP_NUM_THREADS=1 "
               ".venv/bin/python -m tests.reference.make_octothinker_golden")
@@ -35,17 +37,13 @@ REQUEST_KEYS = ("response", "gold", "rule", "question")
 
 
 def table_module():
-    spec = importlib.util.spec_from_file_location("octothinker_table", ROOT / "tests" / "unit" /
-                                                  "test_octothinker_grader.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return octothinker_table_cases
 
 
 def table_cases(table=None) -> list[dict]:
     table = table or table_module()
     return [{"source": f"table #{i} ({c.benchmark} {c.protocol})", "response": c.response, "gold": c.gold,
-             "rule": table._rule(c), "question": c.question, "expected": c.expected, "lenient": c.lenient}
+             "rule": table.rule_of(c), "question": c.question, "expected": c.expected, "lenient": c.lenient}
             for i, c in enumerate(table.CASES)]
 
 
@@ -112,3 +110,11 @@ def load_golden() -> dict:
     if not GOLDEN.is_file():
         raise FileNotFoundError(f"{GOLDEN.relative_to(ROOT)} is missing; generate it with: {REGENERATE}")
     return json.loads(GOLDEN.read_text(encoding="utf-8"))
+
+
+def is_timeout(error) -> bool:
+    return error is not None and error.startswith(("TimeoutException", "TimeoutError"))
+
+
+def regenerate_hint() -> str:
+    return f"regenerate {GOLDEN_NAME} from OctoThinker's code with:\n    {REGENERATE}"

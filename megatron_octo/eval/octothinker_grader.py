@@ -24,7 +24,7 @@ Sources read (public code; the behaviour is reimplemented here, not copied):
 Deliberate differences (the first two in the symbolic fallback of ``math_equal``, ``symbolic_equal``):
   * ``parse_latex`` is sympy's own ANTLR LaTeX parser, called without sympy's check that the ANTLR
     runtime is exactly 4.11 (OctoThinker pins 4.11.1; math-verify here needs 4.13). sympy here is 1.14,
-    OctoThinker's eval pins 1.12. tests/unit/test_octothinker_compat.py runs the rules in that pinned
+    OctoThinker's eval pins 1.12. tests/process/test_octothinker_compat_env.py runs the rules in that pinned
     environment (installed apart from the venv) and finds the same verdicts.
     The parse is non-strict, as theirs: a parsable prefix is enough, so "The answer is $144$. I hope it is
     correct." is credited for a gold of 4 (1*4). Such verdicts are kept and flagged

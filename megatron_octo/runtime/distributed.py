@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import random
+import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -32,9 +33,10 @@ class LaunchEnv:
 
 
 def _first_slurm_host(nodelist: str) -> str:
+    scontrol = shutil.which("scontrol")
     try:
-        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True,
-                             text=True, timeout=30, check=True).stdout.split()
+        out = subprocess.run([scontrol, "show", "hostnames", nodelist], capture_output=True,
+                             text=True, timeout=30, check=True).stdout.split() if scontrol else []
         if out:
             return out[0]
     except (OSError, subprocess.SubprocessError):

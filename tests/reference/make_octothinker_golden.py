@@ -1,5 +1,5 @@
 """Writes tests/reference/octothinker_golden.json: OctoThinker's own verdicts, in OctoThinker's pinned
-environment, on every case tests/unit/test_octothinker_compat.py compares ``--grader octothinker`` with.
+environment, on every case tests/process/test_octothinker_compat_env.py compares ``--grader octothinker`` with.
 
     OCTO_OCTOTHINKER_SRC=/path/to/OctoThinker nice -n 10 env OMP_NUM_THREADS=1 \\
         .venv/bin/python -m tests.reference.make_octothinker_golden [--out PATH]

@@ -1,6 +1,6 @@
 """Observations of megatron_octo.runtime.cpu in a fresh interpreter (the redirect is process-wide).
 
-Prints one JSON object of what was observed; tests/unit/test_cpu_redirect.py asserts the values."""
+Prints one JSON object of what was observed; tests/process/test_cpu_redirect.py asserts the values."""
 import json
 import sys
 import warnings

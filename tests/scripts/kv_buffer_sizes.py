@@ -1,7 +1,7 @@
 """The KV buffers megatron-core itself allocates for given engine arguments (tiny model, CPU, one process):
 the static engine's StaticInferenceContext buffers after a generation (they are allocated on the first
 forward; by the Generator's lean forward, batch first, where it covers the model) and the dynamic engine's DynamicInferenceContext memory_buffer. Prints one JSON object that
-tests/unit/test_planner_rl.py compares with megatron_octo.planner's arithmetic for the same arguments.
+tests/process/test_planner_kv_megatron.py compares with megatron_octo.planner's arithmetic for the same arguments.
 
 Usage: python tests/scripts/kv_buffer_sizes.py"""
 import json

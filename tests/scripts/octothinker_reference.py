@@ -1,5 +1,5 @@
 """OctoThinker's grading in OctoThinker's pinned environment (sympy 1.12, ANTLR runtime 4.11.1), for
-tests/unit/test_octothinker_compat.py and tests/reference/make_octothinker_golden.py. Started by
+tests/process/test_octothinker_compat_env.py and tests/reference/make_octothinker_golden.py. Started by
 tests/octothinker_env.py as
 
     python -I -S tests/scripts/octothinker_reference.py ENV_DIR REQUEST.json RESULT.json

@@ -48,5 +48,5 @@ for case in ("causal-none", "causal-mask", "doc-mask", "decode"):
         outs.append([o.detach().clone()] + [t.grad.clone() for t in (q, k, v)])
     # output and the three input gradients; inf where the shapes differ
     worst[case] = max((a - c).abs().max().item() if a.shape == c.shape else float("inf") for a, c in zip(*outs))
-print("RESULT " + json.dumps(worst))  # the test compares (tests/unit/test_models.py)
+print("RESULT " + json.dumps(worst))  # the test compares (tests/process/test_models_megatron.py)
 rt.shutdown()

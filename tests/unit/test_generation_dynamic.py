@@ -2,11 +2,11 @@
 parts of the dynamic-engine generator that need no GPU: a finished request as a Generation, the
 per-request sampling parameters, the KV-buffer arithmetic, the CUDA-graph managers present only inside a
 rollout, and the distributed optimizer's parameter all-gather before one. (The engine itself against the
-static one: tests/distributed/test_dynamic_engine_parity.py.)"""
+static one: tests/distributed/test_dynamic_engine_parity.py; the RL CLI's refusal without a GPU:
+tests/process/test_generation_dynamic_cli.py.)"""
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 from types import SimpleNamespace
 
@@ -20,7 +20,7 @@ from megatron_octo.generators import make_generator
 from megatron_octo.generation_dynamic import (DynamicGenerator, _LayerGraphs, blocks_per_sequence, full_kv_cache_gb,
                                               kv_block_bytes)
 from megatron_octo.rl.checks import validate_rl
-from tests.helpers import ROOT, run
+from tests.helpers import ROOT
 
 
 def _rl_cfg(tmp_path, *overrides):
@@ -61,16 +61,6 @@ def test_rollout_engine_errors_name_the_key(tmp_path, overrides, gpu, fa, key, f
         assert fragment in msg, msg
     validate_rl(_rl_cfg(tmp_path, "rl.rollout_engine=dynamic"), 1, have_gpu=True, have_te=False,
                        have_flash_attn=True)
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine dynamic may be valid")
-def test_rl_cli_refuses_dynamic_without_gpu_with_exit_2(tmp_path):
-    res = run([sys.executable, "-m", "megatron_octo.rl", "--config", str(ROOT / "recipes/tiny/rl_grpo.yaml"),
-               f"checkpoint.init_from={tmp_path}", f"checkpoint.save={tmp_path}/rl", "rl.rollout_engine=dynamic"],
-              timeout=120)
-    assert res.returncode == 2, res.stderr[-2000:]
-    assert "config key 'rl.rollout_engine': 'dynamic' needs a CUDA GPU" in res.stderr, res.stderr[-2000:]
-    assert not (tmp_path / "rl").exists()
 
 
 # ----- the factory ---------------------------------------------------------------------------------------

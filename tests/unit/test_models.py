@@ -1,54 +1,13 @@
-"""Llama-3 presets: exact published architectures, parameter counts equal to megatron-core's."""
+"""Llama-3 presets: exact published architectures. Their parameter counts equal to megatron-core's and
+SDPA attention against megatron's (fresh interpreters): tests/process/test_models_megatron.py."""
 
 from __future__ import annotations
-
-import json
-import sys
 
 import pytest
 
 from megatron_octo import config as cfgmod
 from megatron_octo.models import llama
-from tests.helpers import run
-
-# Hugging Face parameter counts of the released checkpoints.
-PUBLISHED = {"llama3.2-1b": 1_235_814_400, "llama3.2-3b": 3_212_749_824, "llama3.1-8b": 8_030_261_248}
-
-
-@pytest.fixture(scope="module")
-def megatron_counts():
-    res = run([sys.executable, "tests/scripts/count_params.py", "tiny", *PUBLISHED], timeout=240)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("preset", ["tiny", *PUBLISHED])
-def test_parameter_count_equals_megatron(megatron_counts, preset):
-    for layers in (1, 2):
-        row = megatron_counts[f"{preset}:{layers}"]
-        assert row["ours"] == row["megatron"], (preset, layers, row)
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("preset", list(PUBLISHED))
-def test_full_model_matches_published_count(megatron_counts, preset):
-    one, two = megatron_counts[f"{preset}:1"]["megatron"], megatron_counts[f"{preset}:2"]["megatron"]
-    arch = llama.PRESETS[preset]
-    # megatron's count is linear in the number of layers; extrapolate to the real depth.
-    full = one + (arch.num_layers - 1) * (two - one)
-    assert full == PUBLISHED[preset]
-    assert llama.num_parameters(arch) == PUBLISHED[preset]
-
-
-def test_gqa_and_swiglu_layout(megatron_counts):
-    row = megatron_counts["llama3.1-8b:1"]
-    assert row["qkv"] == [4096 + 2 * 8 * 128, 4096]  # 32 query heads + 8 KV groups of 128
-    assert row["fc1"] == [2 * 14336, 4096]  # fused gate and up projections
-    # llama3 rope scaling divides the lowest frequencies by the factor (8 for 3.1, 32 for 3.2).
-    base_last = 500000 ** (-126 / 128)
-    assert row["inv_freq_last"] == pytest.approx(base_last / 8, rel=1e-5)
-    assert megatron_counts["llama3.2-3b:1"]["inv_freq_last"] == pytest.approx(base_last / 32, rel=1e-5)
+from tests.llama_cases import PUBLISHED
 
 
 def test_presets_encode_published_configs():
@@ -79,17 +38,6 @@ def test_padded_vocab_matches_megatron_lm_rule():
     assert llama.padded_vocab_size(128256, 128, 1) == 128256
     assert llama.padded_vocab_size(128256, 128, 8) == 129024
     assert llama.padded_vocab_size(8000, 128, 2) == 8192
-
-
-@pytest.mark.timeout(120)
-def test_sdpa_attention_matches_megatron_dot_product_attention():
-    """Outputs and input gradients, for causal, explicit, packed-document and KV-cache decode masks."""
-    res = run([sys.executable, "tests/scripts/sdpa_vs_megatron.py"], timeout=100)
-    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
-    worst = json.loads(next(line[7:] for line in res.stdout.splitlines() if line.startswith("RESULT ")))
-    assert set(worst) == {"causal-none", "causal-mask", "doc-mask", "decode"}
-    for case, diff in worst.items():
-        assert diff < 1e-5, (case, diff)
 
 
 def test_flops_per_token_formula():

@@ -1,6 +1,7 @@
 """DAPO / Dr. GRPO / GSPO / rollout-correction pieces of the RL objective, against hand-computed values:
 loss aggregation modes, GSPO's sequence-level ratio, the overlong penalty and filter, dynamic sampling's
-group selection, and truncated / masked importance sampling."""
+group selection, and truncated / masked importance sampling. Dynamic sampling's metrics on rewards graded
+through the grader's worker processes: tests/process/test_rl_dapo_rewards.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import pytest
 import torch
 
-from megatron_octo.rl.dynamic_sampling import METRICS, count_useful, metric_values, select_groups, useful_groups
+from megatron_octo.rl.dynamic_sampling import METRICS, count_useful, select_groups
 from megatron_octo.rl.losses import agg_denominator, agg_loss, agg_parts, gspo_log_ratio, policy_loss
 from megatron_octo.rl.reward import overlong_penalty
 from megatron_octo.rl.rollout_correction import logprob_diff, rollout_is_weights
@@ -114,35 +115,6 @@ def test_dynamic_sampling_selects_useful_groups_in_draw_order():
     assert select_groups(rounds, 2, 5) == [(0, 1, True), (1, 0, True), (1, 2, True), (0, 0, False), (0, 2, False)]
     with pytest.raises(ValueError):
         select_groups(rounds[:1], 2, 4)
-
-
-def test_dynamic_sampling_metric_on_an_all_wrong_group_of_varied_lengths():
-    """rl_dapo.yaml's setting: cap 8192, overlong buffer 1638. Group 0 answers wrong four times, in 6000,
-    7000, 7500 and 8192 tokens: the overlong penalty makes its rewards differ (0, -0.27, -0.58, -1 added
-    to -1), its correctness does not. Under acc (DAPO's filter_groups.metric) it is filtered; under
-    seq_reward (the rewards themselves) it is kept; under score (the grader's reward before the penalty,
-    as verl's) filtered too. Group 1 (2 right, 2 wrong) is kept under every metric."""
-    from megatron_octo.rl.reward import RewardConfig, add_overlong_penalty, compute_rewards
-
-    texts = [r"so \boxed{5}"] * 4 + [r"\boxed{6}", r"\boxed{7}", r"\boxed{6}", r"\boxed{8}"]
-    golds = ["4"] * 4 + ["6"] * 4
-    lengths = [6000, 7000, 7500, 8192, 100, 200, 300, 400]
-    rewards = add_overlong_penalty(compute_rewards(texts, golds, RewardConfig()), lengths, 8192, 1638, 1.0)
-    assert [x.grader_score for x in rewards[:4]] == [-1.0] * 4
-    assert len({x.score for x in rewards[:4]}) == 4  # varied rewards: nonzero GRPO advantages
-    kept = {m: useful_groups(metric_values(rewards, m), 4) for m in METRICS}
-    assert kept == {"acc": [False, True], "score": [False, True], "seq_reward": [True, True],
-                    "seq_final_reward": [True, True]}
-    assert select_groups([metric_values(rewards, "acc")], 4, 1) == [(0, 1, True)]
-    assert select_groups([metric_values(rewards, "seq_reward")], 4, 1) == [(0, 0, True)]
-    # score differs from acc when the grader's own rewards differ: v2.wformat scores a boxed wrong answer
-    # -0.5 and a missing box -1, both wrong.
-    wformat = compute_rewards([r"\boxed{5}", "five", r"\boxed{5}", r"\boxed{5}"], ["4"] * 4,
-                              RewardConfig(variant="v2.wformat"))
-    assert useful_groups(metric_values(wformat, "acc"), 4) == [False]
-    assert useful_groups(metric_values(wformat, "score"), 4) == [True]
-    with pytest.raises(ValueError, match="metric"):
-        metric_values(rewards, "accuracy")
 
 
 def test_dynamic_sampling_metrics_are_the_configs():

@@ -11,12 +11,13 @@ def test_torchrun_environment():
         (3, 8, 1, "n1", 1234, "torchrun")
 
 
-def test_slurm_environment_without_torchrun():
+def test_slurm_environment_without_torchrun(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol: the nodelist is parsed here
     env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "16", "SLURM_LOCALID": "5", "SLURM_JOB_ID": "4242",
            "SLURM_JOB_NODELIST": "gpu[07-08]"}
     le = launch_env(env)
     assert (le.rank, le.world_size, le.local_rank, le.source) == (5, 16, 5, "slurm")
-    assert le.master_addr == "gpu07"  # scontrol is absent here; the nodelist is parsed
+    assert le.master_addr == "gpu07"
     assert le.master_port == 10000 + 4242 % 20000
     # torchrun inside an allocation wins over the Slurm task variables.
     assert launch_env({**env, "RANK": "0", "WORLD_SIZE": "2"}).source == "torchrun"
@@ -27,6 +28,7 @@ def test_single_process_and_one_task_allocation():
     assert launch_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}).source == "single"
 
 
-def test_nodelist_forms():
+def test_nodelist_forms(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
     assert _first_slurm_host("node[01-04,09],gpu7") == "node01"
     assert _first_slurm_host("host-a,host-b") == "host-a"

@@ -1,96 +1,29 @@
-"""Preprocessor: round trips, byte-identical output for any worker count / chunking / start
-method, partition + merge, megatron readers (IndexedDataset, GPTDataset), bad inputs, atomicity."""
+"""Preprocessor, in-process: round trips, partition + merge, megatron readers (IndexedDataset, GPTDataset),
+bad inputs, atomicity. Byte-identical output for any worker count / chunking / start method, and everything
+else that starts worker or other processes: tests/process/test_tokenization_preprocess_workers.py."""
 
 import gzip
 import hashlib
 import io
 import json
 import os
-import random
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tokenization import preprocess
-from tokenization.indexed import OutputExistsError, read_index, remove_stale_tmp
+from tokenization.indexed import OutputExistsError, read_index
 from tokenization.merge import MergeError, merge
 from tokenization.readers import InputError, partition_files
 from tokenization.templates import render
-from tokenization.megatron_wrappers import load_tokenizer
+from tests.preprocess_cases import mixed_inputs, tok  # noqa: F401 (module fixtures)
+from tests.preprocess_cases import docs_of, file_bytes, run_pp, write_jsonl
 
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[2]
-SPM = str(ROOT / "data" / "tokenizer" / "octo_sp8k.model")
 CORPUS = ROOT / "data" / "corpus"
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer(SPM)
-
-
-def run_pp(inputs, prefix, *extra, **kw):
-    argv = ["--input", *map(str, inputs), "--output-prefix", str(prefix), "--tokenizer",
-            kw.pop("tokenizer", SPM), "--no-progress", "--quiet", *map(str, extra)]
-    return preprocess.run(preprocess.build_parser().parse_args(argv))
-
-
-def docs_of(prefix):
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
-
-    ds = IndexedDataset(str(prefix))
-    # copies: the arrays are views of ds's mmap, which closes when ds is collected
-    return [np.array(ds[i]) for i in range(len(ds))]
-
-
-def file_bytes(prefix):
-    return Path(str(prefix) + ".bin").read_bytes(), Path(str(prefix) + ".idx").read_bytes()
-
-
-def write_jsonl(path, rows, opener=open):
-    """dict rows are JSON-encoded; str/bytes rows are written verbatim; one per line."""
-    with opener(path, "wb") as f:
-        for r in rows:
-            if isinstance(r, dict):
-                r = json.dumps(r, ensure_ascii=False)
-            f.write((r.encode() if isinstance(r, str) else r) + b"\n")
-    return path
-
-
-def write_zst(path, data: bytes):
-    import zstandard
-
-    Path(path).write_bytes(zstandard.ZstdCompressor().compress(data))
-    return path
-
-
-def texts_of(n, seed=0):
-    rng = random.Random(seed)
-    words = ["integral", "prime", "$x^2$", "lemma", "ünï", "数学", "proof", "\\frac{1}{2}", "  ", "\n"]
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 60))) + f" #{i}" for i in range(n)]
-
-
-@pytest.fixture(scope="module")
-def mixed_inputs(tmp_path_factory):
-    """Plain, gz, zst and parquet inputs with 300 documents in all; returns (files, texts)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    d = tmp_path_factory.mktemp("inputs")
-    texts = texts_of(300)
-    chunks = [texts[:70], texts[70:150], texts[150:220], texts[220:]]
-    f1 = write_jsonl(d / "a.jsonl", [{"text": t, "id": i} for i, t in enumerate(chunks[0])])
-    f2 = d / "b.jsonl.gz"
-    with gzip.open(f2, "wb") as g:
-        for t in chunks[1]:
-            g.write((json.dumps({"text": t}) + "\n").encode())
-    f3 = write_zst(d / "c.jsonl.zst", b"".join((json.dumps({"text": t}) + "\n").encode() for t in chunks[2]))
-    f4 = d / "d.parquet"
-    pq.write_table(pa.table({"text": chunks[3], "n": list(range(len(chunks[3])))}), f4, row_group_size=17)
-    return [f1, f2, f3, f4], texts
 
 
 # --- round trips -------------------------------------------------------------------------------
@@ -136,21 +69,6 @@ def test_summary_checksums_and_counts(tmp_path, mixed_inputs):
 
 
 # --- determinism -------------------------------------------------------------------------------
-
-def test_identical_bytes_across_workers_chunking_and_start_method(tmp_path, mixed_inputs):
-    files, _ = mixed_inputs
-    run_pp(files, tmp_path / "w1")
-    ref = file_bytes(tmp_path / "w1")
-    for name, extra in {
-        "w2spawn": ["--workers", "2", "--start-method", "spawn", "--chunk-docs", "7"],
-        "w2fork": ["--workers", "2", "--start-method", "fork", "--chunk-bytes", "300"],
-        "w1small": ["--chunk-docs", "1"],
-    }.items():
-        run_pp(files, tmp_path / name, *extra)
-        assert file_bytes(tmp_path / name) == ref, name
-    rej = Path(str(tmp_path / "w1") + ".rejects.jsonl").read_bytes()
-    assert Path(str(tmp_path / "w2spawn") + ".rejects.jsonl").read_bytes() == rej
-
 
 def test_partition_parts_merge_to_single_run(tmp_path, mixed_inputs):
     files, _ = mixed_inputs
@@ -255,52 +173,6 @@ def test_int32_for_large_vocab_read_by_megatron(tmp_path):
 
 # --- bad input ---------------------------------------------------------------------------------
 
-BAD_LINES = [
-    (b'{"text": "good one"}', None),
-    (b"", "blank_line"),
-    (b'{"text": "unterminated', "bad_json"),
-    (b'{"txt": "wrong key"}', "missing_key"),
-    (b'{"text": 42}', "non_string"),
-    (b'{"text": null}', "non_string"),
-    (b'{"text": ["a"]}', "non_string"),
-    (b'{"text": "   \\n "}', "empty_text"),
-    (b'{"text": "bad \xff\xfe utf8"}', "invalid_utf8"),
-    (b'{"text": "lone \\ud800 surrogate"}', "invalid_unicode"),
-    (b'["a", "list"]', "not_object"),
-    (b"3.5", "not_object"),
-    (b'{"text": "good two"}\r', None),
-    (b"[" * 100000, "bad_json"),
-    (b'{"text": "good three with \\u00e9 escape"}', None),
-]
-
-
-def test_every_bad_line_is_counted_with_file_and_line(tmp_path, tok):
-    path = tmp_path / "bad.jsonl"
-    path.write_bytes(b"\n".join(line for line, _ in BAD_LINES) + b"\n")
-    s = run_pp([path], tmp_path / "o", "--workers", "2", "--start-method", "spawn")
-    expected = {}
-    for _, reason in BAD_LINES:
-        if reason:
-            expected[reason] = expected.get(reason, 0) + 1
-    assert s["skipped"] == expected
-    assert s["documents"] == 3 and s["records"] == len(BAD_LINES)
-    rejects = [json.loads(line) for line in Path(str(tmp_path / "o") + ".rejects.jsonl").read_text().splitlines()]
-    want = [(n, r) for n, (_, r) in enumerate(BAD_LINES, 1) if r]
-    assert [(r["line"], r["reason"]) for r in rejects] == want
-    assert all(r["file"] == str(path) for r in rejects)
-    details = {(r["reason"], r["detail"]) for r in rejects}
-    assert ("missing_key", "no key 'text'") in details
-    assert ("non_string", "key 'text' holds int, not a string") in details
-    assert ("non_string", "key 'text' holds NoneType, not a string") in details
-    assert ("invalid_utf8", "invalid UTF-8 at byte 14") in details
-    assert ("not_object", "record is a JSON list, not an object") in details
-    assert ("bad_json", "malformed JSON (Unterminated string starting at; column 10)") in details
-    assert ("invalid_unicode", "text holds a lone surrogate code point") in details
-    docs = docs_of(tmp_path / "o")
-    assert [tok.detokenize(d[:-1].tolist()) for d in docs] == [
-        "good one", "good two", "good three with é escape"]
-
-
 def _gz(rows_bytes: bytes) -> bytes:
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as g:
@@ -383,62 +255,10 @@ def test_qa_format_keys_and_dotted_paths(tmp_path, tok):
     assert docs == [render("short_cot", "1+1?", "It is 2.", "2"), render("short_cot", "2+2?", "It is 4.")]
 
 
-def test_fuzzed_lines_never_crash_and_counts_add_up(tmp_path, tok):
-    rng = random.Random(7)
-    base = [json.dumps({"text": t, "k": i}, ensure_ascii=bool(i % 2)).encode()
-            for i, t in enumerate(texts_of(400, seed=3))]
-    lines = []
-    for line in base:
-        op = rng.random()
-        b = bytearray(line)
-        if op < 0.15:
-            b[rng.randrange(len(b))] = rng.randrange(256)
-        elif op < 0.25:
-            b = b[: rng.randrange(len(b))]
-        elif op < 0.3:
-            b.insert(rng.randrange(len(b)), rng.choice(b'"{}[]\\\x00\xc3'))
-        elif op < 0.33:
-            b = bytearray(rng.randbytes(rng.randrange(1, 40)))
-        lines.append(bytes(b).replace(b"\n", b" "))
-    path = tmp_path / "fuzz.jsonl"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-
-    expected = []  # independent oracle: which lines are valid documents
-    for line in lines:
-        try:
-            rec = json.loads(line.decode("utf-8"))
-            t = rec["text"]
-            ok = isinstance(t, str) and t.strip() and t.encode("utf-8")
-        except Exception:
-            ok = False
-        if ok:
-            expected.append(t)
-    s1 = run_pp([path], tmp_path / "a", "--chunk-docs", "13")
-    s2 = run_pp([path], tmp_path / "b", "--workers", "2", "--start-method", "spawn")
-    assert file_bytes(tmp_path / "a") == file_bytes(tmp_path / "b")
-    assert s1["documents"] == len(expected)
-    assert s1["documents"] + s1["skipped_total"] == s1["records"] == len(lines)
-    got = [tok.detokenize(d[:-1].tolist()) for d in docs_of(tmp_path / "a")]
-    assert got == expected
-    n_rejects = len(Path(str(tmp_path / "a") + ".rejects.jsonl").read_text().splitlines())
-    assert n_rejects == s1["skipped_total"] > 0
-
-
 def test_strict_fails_naming_file_and_line_and_leaves_nothing(tmp_path):
     f = write_jsonl(tmp_path / "in.jsonl", [{"text": "fine"}, {"text": "fine"}, {"body": "x"}])
     with pytest.raises(preprocess.PreprocessError, match=rf"{f}:3: missing_key: no key 'text'"):
         run_pp([f], tmp_path / "o", "--strict")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
-
-
-def test_strict_with_workers_reports_first_bad_line(tmp_path):
-    rows = [{"text": f"t{i}"} for i in range(50)]
-    rows[31] = "{bad"
-    rows[44] = {"text": 1}
-    f = write_jsonl(tmp_path / "in.jsonl", rows)
-    with pytest.raises(preprocess.PreprocessError, match=r"in\.jsonl:32: bad_json"):
-        run_pp([f], tmp_path / "o", "--strict", "--workers", "2", "--chunk-docs", "4",
-               "--start-method", "spawn")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
 
@@ -476,22 +296,6 @@ def test_failed_run_publishes_nothing_and_keeps_old_output(tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
-def test_stale_tmp_of_dead_process_removed(tmp_path):
-    host = socket.gethostname()
-    import subprocess
-    import sys
-
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
-    stale = tmp_path / f"o.bin.tmp-{host}-{dead}"
-    live = tmp_path / f"o.idx.tmp-{host}-1"          # pid 1 is alive
-    other = tmp_path / f"o.bin.tmp-otherhost-{dead}"  # another machine's: not ours to judge
-    for p in (stale, live, other):
-        p.write_bytes(b"x")
-    assert remove_stale_tmp(str(tmp_path / "o")) == [str(stale)]
-    assert live.exists() and other.exists() and not stale.exists()
-
-
 # --- argument errors ------------------------------------------------------------------------------
 
 def test_input_errors_name_the_input(tmp_path):
@@ -508,51 +312,3 @@ def test_input_errors_name_the_input(tmp_path):
             run_pp([f], tmp_path / "o", f"--partition={bad}")
     with pytest.raises(FileNotFoundError, match="output directory does not exist"):
         run_pp([f], tmp_path / "no" / "such" / "o")
-
-
-_ORPHAN_SCRIPT = """
-import multiprocessing as mp, os, sys, time
-from tokenization.worker import init_forked_worker
-
-def stuck():
-    init_forked_worker()
-    time.sleep(300)  # as a worker blocked on the queue lock of a sibling the parent SIGKILLed
-
-if __name__ == "__main__":
-    p = mp.get_context("fork").Process(target=stuck)
-    p.start()
-    print(p.pid, flush=True)
-    time.sleep(float(sys.argv[1]))
-    os._exit(143)  # the preprocessor's SIGTERM path: no join, no cleanup
-"""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # an unreaped zombie is dead
-    except FileNotFoundError:
-        return False
-
-
-@pytest.mark.parametrize("parent_lives", [0.0, 0.5])
-def test_a_pool_worker_dies_with_its_parent(tmp_path, parent_lives):
-    """A worker the pool forked just before the parent's os._exit (it replaces killed ones) must not
-    live on holding the caller's pipes: the kernel kills it with its parent (PR_SET_PDEATHSIG), also
-    when the parent was already gone by the time the worker asked for that."""
-    import subprocess
-    import sys
-    import time
-
-    script = tmp_path / "orphan.py"
-    script.write_text(_ORPHAN_SCRIPT)
-    res = subprocess.run([sys.executable, str(script), str(parent_lives)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
-    assert res.returncode == 143, res.stderr
-    pid = int(res.stdout.split()[0])
-    deadline = time.time() + 10
-    while _alive(pid) and time.time() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, 9)
-        raise AssertionError("the worker outlived its parent")

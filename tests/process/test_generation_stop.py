@@ -1,4 +1,6 @@
-"""A sequence that ends at EOD or a stop string costs nothing afterwards: the Generator's counted forward
+"""Stopped sequences cost nothing afterwards, counted in a fresh interpreter (tests/scripts/generation_stop_check.py).
+
+A sequence that ends at EOD or a stop string costs nothing afterwards: the Generator's counted forward
 passes and batch rows x positions fed equal what the sequences' own lengths imply (one full prefill, one
 decode pass per step while any sequence runs, only the running rows fed), and the stopped sequences'
 tokens are the unstopped run's prefixes (tests/scripts/generation_stop_check.py, tiny model). Stop strings

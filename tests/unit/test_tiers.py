@@ -1,0 +1,55 @@
+"""The tiers: `make test-fast` selects exactly the in-process tier (tests/unit), and a test there that starts a
+process fails instead of running."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+
+import pytest
+from _pytest.mark.expression import Expression
+
+from tests.conftest import IN_PROCESS_TIER, ProcessLaunchInInProcessTier, tier_of
+from tests.helpers import ROOT
+
+
+def _make_command(target: str) -> list[str]:
+    text = (ROOT / "Makefile").read_text()
+    recipe = re.search(rf"^{target}:.*\n\t(.+)$", text, re.M)
+    assert recipe, f"no {target} target in the Makefile"
+    return shlex.split(recipe.group(1))
+
+
+def _selected_by(argv: list[str], item) -> bool:
+    """Whether pytest run with ``argv`` selects ``item`` (its marker expression and paths)."""
+    argv = argv[argv.index("pytest") + 1:]
+    expr = argv[argv.index("-m") + 1] if "-m" in argv else None
+    names = {m.name for m in item.iter_markers()}
+    if expr is not None and not Expression.compile(expr).evaluate(lambda name: name in names):
+        return False
+    paths = [a for a in argv if a.startswith("tests")]
+    return any(str(item.path).startswith(str(ROOT / p)) for p in paths)
+
+
+def test_every_collected_test_is_in_the_tier_the_fast_target_selects_or_marked_out_of_it(request):
+    fast = _make_command("test-fast")
+    full = _make_command("test")
+    items = request.session.items
+    assert items
+    for item in items:
+        in_process = tier_of(item.path) == IN_PROCESS_TIER
+        assert (item.get_closest_marker("process") is None) == in_process, item.nodeid
+        assert _selected_by(fast, item) == in_process, item.nodeid  # nothing marked leaks into test-fast
+        assert _selected_by(full, item), item.nodeid  # and make test runs everything
+
+
+def test_a_process_started_in_the_in_process_tier_fails_naming_the_test(request):
+    with pytest.raises(ProcessLaunchInInProcessTier, match=re.escape(request.node.nodeid)):
+        subprocess.run(["true"], timeout=10)
+    import multiprocessing
+
+    with pytest.raises(ProcessLaunchInInProcessTier):
+        multiprocessing.get_context("spawn").Process(target=print).start()
+    with pytest.raises(ProcessLaunchInInProcessTier):
+        multiprocessing.get_context("fork").Process(target=print).start()
