@@ -23,6 +23,7 @@ CHECKED_MCORE_VERSION = "0.16.1"
 
 _installed = False
 _mode: "CudaToCpuMode | None" = None
+_originals: list[tuple[object, str, object]] = []
 
 
 def _to_cpu_device(device):
@@ -161,12 +162,28 @@ def install(force: bool = False) -> bool:
     check_version()
 
     for owner, name, value in cuda_patches():
+        _originals.append((owner, name, getattr(owner, name)))
         setattr(owner, name, value)
 
     _mode = CudaToCpuMode()
     _mode.__enter__()
     _installed = True
     return True
+
+
+def uninstall() -> None:
+    """Undo :func:`install`: the mode leaves the torch-function stack and every patched attribute gets its
+    original back. For tests that set megatron up in-process and must leave the interpreter as they found
+    it; a run never needs it (the redirect lives as long as the process)."""
+    global _installed, _mode
+    if not _installed:
+        return
+    _mode.__exit__(None, None, None)
+    for owner, name, value in reversed(_originals):
+        setattr(owner, name, value)
+    _originals.clear()
+    _mode = None
+    _installed = False
 
 
 def is_active() -> bool:

@@ -8,6 +8,8 @@ import pytest
 from megatron_octo import config as cfgmod
 from megatron_octo.models import llama
 from tests.llama_cases import PUBLISHED
+from tests.megatron_cases import sdpa_against_megatron
+from tests.megatron_state import megatron_in_process
 
 
 def test_presets_encode_published_configs():
@@ -47,3 +49,14 @@ def test_flops_per_token_formula():
     # Full (non-causal) attention counting adds 6*L*s*h per token.
     extra = llama.flops_per_token(arch, 8192, causal=False) - llama.flops_per_token(arch, 8192)
     assert extra == 6 * 32 * 8192 * 4096
+
+
+@pytest.mark.timeout(120)
+def test_sdpa_attention_matches_megatron_dot_product_attention():
+    """Outputs and input gradients, for causal, explicit, packed-document and KV-cache decode masks
+    (in-process; moved from tests/process/test_models_megatron.py with its fresh-interpreter script)."""
+    with megatron_in_process(seed=3):
+        worst = sdpa_against_megatron()
+    assert set(worst) == {"causal-none", "causal-mask", "doc-mask", "decode"}
+    for case, diff in worst.items():
+        assert diff < 1e-5, (case, diff)

@@ -1,0 +1,98 @@
+"""megatron-core set up inside a test and torn down after it, leaving the interpreter as it found it: the
+single-process (world 1, gloo) process group, megatron's parallel state, global memory buffer, RNG tracker
+and microbatch calculator, the CUDA->CPU redirect, the Python / numpy / torch random states, the default
+dtype, the thread count and the rendezvous variables. ``tests/unit/test_megatron_state.py`` runs two
+such tests back to back in both orders and checks both the results and the state left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+RENDEZVOUS = ("MASTER_ADDR", "MASTER_PORT")
+
+
+def interpreter_state() -> dict:
+    """What a test may touch and must give back, in comparable form."""
+    import torch.cuda
+
+    from megatron.core import parallel_state as ps
+    from megatron.core.tensor_parallel import random as mcore_random
+
+    from megatron_octo.runtime import cpu
+
+    return {
+        "dist": dist.is_initialized(),
+        "model_parallel": ps.model_parallel_is_initialized(),
+        "memory_buffer": ps._GLOBAL_MEMORY_BUFFER is not None,  # noqa: SLF001 (megatron's own global)
+        "rng_tracker_states": sorted(mcore_random.get_cuda_rng_tracker().get_states()),
+        "redirect": cpu.is_active(),
+        "cuda_current_device": torch.cuda.current_device,
+        "torch_function_mode": torch._C._is_torch_function_mode_enabled(),  # noqa: SLF001
+        "env": {k: os.environ.get(k) for k in RENDEZVOUS},
+        "dtype": torch.get_default_dtype(),
+        "threads": torch.get_num_threads(),
+        "torch_rng": torch.get_rng_state().clone(),
+        "numpy_rng": np.random.get_state()[1].copy(),
+        "python_rng": random.getstate(),
+    }
+
+
+def same_state(a: dict, b: dict) -> list[str]:
+    """The keys where two ``interpreter_state()`` snapshots differ."""
+    diff = []
+    for key in a:
+        x, y = a[key], b[key]
+        equal = torch.equal(x, y) if isinstance(x, torch.Tensor) else (
+            np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y)
+        if not equal:
+            diff.append(key)
+    return diff
+
+
+@contextlib.contextmanager
+def megatron_in_process(seed: int = 1234):
+    """``runtime.distributed.initialize(1, 1, seed=seed)`` for the body; everything it set is undone after."""
+    from megatron.core import num_microbatches_calculator as nmc
+    from megatron.core import parallel_state as ps
+    from megatron.core.tensor_parallel import random as mcore_random
+
+    from megatron_octo.runtime import cpu
+    from megatron_octo.runtime import distributed as rt
+
+    if dist.is_initialized() or ps.model_parallel_is_initialized():
+        raise RuntimeError("megatron_in_process: a process group is already up in this interpreter")
+    env = {k: os.environ.get(k) for k in RENDEZVOUS}
+    redirect_was_active = cpu.is_active()
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    for k in RENDEZVOUS:  # a fresh rendezvous: never a port a previous test's store held
+        os.environ.pop(k, None)
+    try:
+        rt.initialize(1, 1, seed=seed)
+        yield
+    finally:
+        if ps.model_parallel_is_initialized():
+            ps.destroy_model_parallel()
+        ps.destroy_global_memory_buffer()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        mcore_random.get_cuda_rng_tracker().reset()
+        nmc.destroy_num_microbatches_calculator()
+        if not redirect_was_active:
+            cpu.uninstall()
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+        torch.set_default_dtype(dtype)
+        torch.set_num_threads(threads)
