@@ -41,10 +41,11 @@ would leave the graphs reading the old memory.
 Without a GPU, megatron's dynamic engine stops at three places: the sampling tensors it allocates in
 pinned memory, its NVTX ranges, and its attention, which needs flash-attn's paged-KV kernels (CUDA
 graphs have no CPU counterpart at all). With test-only stand-ins for those three
-(tests/scripts/dynamic_generation_check.py: no pinned memory, no-op NVTX ranges, a pure-torch paged
-attention) the engine runs on the CPU, and its greedy tokens and log-probs equal the static engine's;
-that is how this module is tested without a GPU. Production code never installs them: config
-validation refuses ``rl.rollout_engine=dynamic`` without a GPU and flash-attn.
+(tests/dynamic_engine_cpu.py: no pinned memory, no-op NVTX ranges, a pure-torch paged attention) the
+engine runs on the CPU, and its greedy tokens and log-probs equal the static engine's
+(tests/scripts/dynamic_generation_check.py); that is how this module is tested without a GPU. Production
+code never installs them: config validation refuses ``rl.rollout_engine=dynamic`` without a GPU and
+flash-attn.
 """
 
 from __future__ import annotations

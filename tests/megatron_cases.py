@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from tests.helpers import ROOT
@@ -72,3 +74,81 @@ def tiny_model_greedy() -> tuple[torch.Tensor, list[list[int]]]:
     gen = Generator(model, tok, max_sequence_length=64, max_batch_size=4, seed=5)
     outs = gen.generate(["Problem: 2 + 2 = ?", "Once upon a time"], SamplingConfig(max_new_tokens=8, temperature=0.0))
     return logits, [g.tokens for per in outs for g in per]
+
+
+def parameter_counts(presets) -> dict:
+    """megatron-core's parameter count of each preset at 1 and 2 layers (weights allocated, not initialised),
+    against ``llama.num_parameters``, with layer 0's fused QKV and FC1 shapes and RoPE's last inverse
+    frequency: ``{"<preset>:<layers>": {"megatron", "ours", "qkv", "fc1", "rope_base", "inv_freq_last"}}``."""
+    from megatron.core.models.gpt.gpt_model import GPTModel
+
+    from megatron_octo import config as cfgmod
+    from megatron_octo.models import llama
+
+    out = {}
+    for preset in presets:
+        for layers in (1, 2):
+            cfg = cfgmod.load(None, ["train.tokens=0", f"model.preset={preset}", f"model.num_layers={layers}"])
+            arch = llama.resolve_architecture(cfg.model)
+            tc = llama.transformer_config(cfg, arch)
+            tc.perform_initialization = False  # sizes only: skip random init of 0.5B-entry embeddings
+            model = GPTModel(config=tc, transformer_layer_spec=llama.layer_spec(cfg.model),
+                             vocab_size=llama.padded_vocab_size(arch.vocab_size, 128, 1),
+                             max_sequence_length=arch.max_position_embeddings,
+                             share_embeddings_and_output_weights=arch.tie_embeddings,
+                             position_embedding_type="rope", rotary_base=arch.rotary_base,
+                             rope_scaling=arch.rope_scaling_factor > 0,
+                             rope_scaling_factor=arch.rope_scaling_factor or 8.0)
+            n = sum(p.numel() for p in model.parameters())
+            out[f"{preset}:{layers}"] = {
+                "megatron": n, "ours": llama.num_parameters(arch, llama.padded_vocab_size(arch.vocab_size, 128, 1)),
+                "qkv": list(model.decoder.layers[0].self_attention.linear_qkv.weight.shape),
+                "fc1": list(model.decoder.layers[0].mlp.linear_fc1.weight.shape),
+                "rope_base": model.rotary_pos_emb.inv_freq.numel() if hasattr(model, "rotary_pos_emb") else None,
+                "inv_freq_last": float(model.rotary_pos_emb.inv_freq[-1])}
+            del model
+    return out
+
+
+KV_STATIC = [(3, 40), (5, 97)]  # (max_batch_size, max_sequence_length)
+KV_DYNAMIC = [(3, 40, 16, 0.0), (6, 97, 32, 0.0), (5, 200, 16, 0.001)]  # (+ block_size_tokens, kv_cache_gb)
+
+
+def kv_buffer_sizes() -> dict:
+    """The KV buffers megatron-core itself allocates for given engine arguments (tiny model, CPU): the static
+    engine's StaticInferenceContext buffers after a generation (allocated on the first forward; by the
+    Generator's lean forward, batch first, where it covers the model) and the dynamic engine's
+    DynamicInferenceContext memory_buffer, built under the CPU stand-ins of tests/dynamic_engine_cpu.py
+    (without a GPU; undone afterwards). ``{"arch", "dtype_bytes", "static": [...], "dynamic": [...]}``."""
+    from megatron_octo import config as cfgmod
+    from megatron_octo.generation import Generator, SamplingConfig
+    from megatron_octo.generation_dynamic import DynamicGenerator
+    from megatron_octo.models import llama
+    from tests.dynamic_engine_cpu import cpu_standins
+
+    cfg = cfgmod.load(None, ["train.tokens=0", "model.preset=tiny", "tokenizer.library=sentencepiece",
+                             f"tokenizer.path={ROOT}/data/tokenizer/octo_sp8k.model"])
+    with contextlib.nullcontext() if torch.cuda.is_available() else cpu_standins():
+        tok = llama.load_tokenizer(cfg)
+        arch = llama.run_architecture(cfg, tok)
+        model = llama.build_gpt_model(cfg, arch, pre_process=True, post_process=True)
+        out = {"arch": {"num_layers": arch.num_layers, "num_query_groups": arch.num_query_groups,
+                        "kv_channels": arch.kv_channels},
+               "dtype_bytes": model.config.params_dtype.itemsize, "static": [], "dynamic": []}
+        for batch, seq in KV_STATIC:
+            gen = Generator(model, tok, max_sequence_length=seq, max_batch_size=batch, seed=1)
+            gen.generate(["Problem: 2 + 2 = ?"], SamplingConfig(max_new_tokens=2, temperature=0.0))
+            memory = gen.context.key_value_memory_dict
+            bufs = [t for kv in memory.values() for t in kv]
+            out["static"].append({"batch": batch, "seq": seq,
+                                  "bytes": sum(t.numel() * t.element_size() for t in bufs),
+                                  "shape": list(bufs[0].shape), "buffers": len(bufs),
+                                  # megatron's [positions, batch, ...] or the lean forward's batch-first tagged ones
+                                  "batch_first": all(isinstance(tag, tuple) for tag in memory)})
+        for batch, seq, block, gb in KV_DYNAMIC:
+            gen = DynamicGenerator(model, tok, max_sequence_length=seq, max_batch_size=batch, seed=1,
+                                   cuda_graphs=False, kv_cache_gb=gb, block_size_tokens=block)
+            buf = gen.context.memory_buffer
+            out["dynamic"].append({"batch": batch, "seq": seq, "block": block, "gb": gb,
+                                   "bytes": buf.numel() * buf.element_size(), "shape": list(buf.shape)})
+    return out

@@ -11,93 +11,23 @@ after a rollout and no CUDA-graph manager stays on the layers.
 Without a GPU, megatron's dynamic engine cannot run as shipped (megatron_octo/generation_dynamic.py
 lists the three failures). This script then replaces, for itself only: pinned-memory requests (a
 TorchFunctionMode drops ``pin_memory=True``), NVTX ranges (no-ops) and flash-attn's two paged-KV
-kernels (the pure-torch ``_paged_attention`` below). With a GPU and flash-attn nothing is replaced
-and ``--cuda-graphs`` captures megatron's CUDA graphs (the GPU test in
+kernels (the pure-torch ``_paged_attention``), all from tests/dynamic_engine_cpu.py. With a GPU and
+flash-attn nothing is replaced and ``--cuda-graphs`` captures megatron's CUDA graphs (the GPU test in
 tests/distributed/test_dynamic_engine_parity.py).
 
 Usage: python tests/scripts/dynamic_generation_check.py [--cuda-graphs]; prints one JSON object of what
 it observed, which tests/distributed/test_dynamic_engine_parity.py asserts.
 """
 import json
-import math
 import sys
-import types
 import warnings
+from pathlib import Path
 
 warnings.filterwarnings("ignore")
 import torch  # noqa: E402
-from torch.overrides import TorchFunctionMode  # noqa: E402
 
-
-# ----- test-only CPU stand-ins ------------------------------------------------------------------------
-def _gather_blocks(cache, blocks, n):
-    """[num_blocks, block, heads, d] paged cache -> the first n positions of the given blocks."""
-    return cache[blocks.long()].reshape(-1, *cache.shape[2:])[:n]
-
-
-def _attend(q, k, v, scale):
-    """Causal attention of q [lq, h, d] on k, v [lk, hk, d], the queries being the last lq positions."""
-    lq, lk = q.shape[0], k.shape[0]
-    rep = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    s = torch.einsum("qhd,khd->hqk", q.float(), k.float()) * scale
-    s = s.masked_fill(torch.arange(lk)[None, :] > torch.arange(lq)[:, None] + (lk - lq), float("-inf"))
-    return torch.einsum("hqk,khd->qhd", torch.softmax(s, dim=-1), v.float()).to(q.dtype)
-
-
-def _paged_attention(q, spans, kv_lengths, k_cache, v_cache, block_table, scale):
-    """Request i's queries q[a:b] ((a, b) = spans[i]) on its kv_lengths[i] cached keys and values."""
-    out = torch.zeros_like(q)
-    block = k_cache.shape[1]
-    for i, ((a, b), lk) in enumerate(zip(spans, kv_lengths)):
-        if b > a and lk > 0:
-            blocks = block_table[i, :math.ceil(lk / block)]
-            out[a:b] = _attend(q[a:b], _gather_blocks(k_cache, blocks, lk), _gather_blocks(v_cache, blocks, lk), scale)
-    return out
-
-
-def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale=None,
-                           causal=True, block_table=None, **_):
-    """flash-attn 2's varlen kernel on a paged cache (prefill steps): q [tokens, h, d]."""
-    assert causal and block_table is not None
-    spans = list(zip(cu_seqlens_q[:-1].tolist(), cu_seqlens_q[1:].tolist()))
-    lengths = (cu_seqlens_k[1:] - cu_seqlens_k[:-1]).tolist()
-    return _paged_attention(q, spans, lengths, k, v, block_table, softmax_scale or q.shape[-1] ** -0.5)
-
-
-def flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=None, causal=True, block_table=None,
-                            softmax_scale=None, **_):
-    """flash-attn 2's decode kernel on a paged cache (decode-only steps): q [requests, 1, h, d]."""
-    assert causal and block_table is not None
-    flat = q.reshape(q.shape[0], *q.shape[2:])
-    spans = [(i, i + 1) for i in range(q.shape[0])]
-    out = _paged_attention(flat, spans, cache_seqlens.tolist(), k_cache, v_cache, block_table,
-                           softmax_scale or q.shape[-1] ** -0.5)
-    return out.reshape(q.shape)
-
-
-class _NoPinnedMemory(TorchFunctionMode):
-    def __torch_function__(self, func, types_, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if kwargs.get("pin_memory"):
-            kwargs = dict(kwargs, pin_memory=False)
-        return func(*args, **kwargs)
-
-
-def install_cpu_standins():
-    import megatron.core.inference.engines.dynamic_engine as dynamic_engine
-    import megatron.core.transformer.attention as attention
-
-    _NoPinnedMemory().__enter__()
-    noop = lambda *a, **k: None  # noqa: E731
-    torch.cuda.nvtx.range_push = torch.cuda.nvtx.range_pop = noop
-    dynamic_engine.range_push = dynamic_engine.range_pop = noop
-    fa = types.ModuleType("flash_attn")
-    fa.__version__ = "2.7.3"  # what megatron's assert asks for; the kernels are the ones above
-    fa.flash_attn_varlen_func, fa.flash_attn_with_kvcache = flash_attn_varlen_func, flash_attn_with_kvcache
-    sys.modules["flash_attn"] = fa
-    attention.flash_attn_varlen_func = flash_attn_varlen_func
-    attention.flash_attn_with_kvcache = flash_attn_with_kvcache
+sys.path.append(str(Path(__file__).resolve().parents[2]))  # the checkout, whose tests/ is a package
+from tests.dynamic_engine_cpu import install_cpu_standins  # noqa: E402
 
 
 # ----- the checks -------------------------------------------------------------------------------------

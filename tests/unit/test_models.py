@@ -1,5 +1,6 @@
-"""Llama-3 presets: exact published architectures. Their parameter counts equal to megatron-core's and
-SDPA attention against megatron's (fresh interpreters): tests/process/test_models_megatron.py."""
+"""Llama-3 presets: exact published architectures. Against megatron-core set up in-process
+(tests/megatron_state.py): their parameter counts equal to megatron-core's, and SDPA attention against
+megatron's."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from megatron_octo import config as cfgmod
 from megatron_octo.models import llama
 from tests.llama_cases import PUBLISHED
-from tests.megatron_cases import sdpa_against_megatron
+from tests.megatron_cases import parameter_counts, sdpa_against_megatron
 from tests.megatron_state import megatron_in_process
 
 
@@ -54,9 +55,45 @@ def test_flops_per_token_formula():
 @pytest.mark.timeout(120)
 def test_sdpa_attention_matches_megatron_dot_product_attention():
     """Outputs and input gradients, for causal, explicit, packed-document and KV-cache decode masks
-    (in-process; moved from tests/process/test_models_megatron.py with its fresh-interpreter script)."""
+    (megatron set up in-process: tests/megatron_cases.sdpa_against_megatron)."""
     with megatron_in_process(seed=3):
         worst = sdpa_against_megatron()
     assert set(worst) == {"causal-none", "causal-mask", "doc-mask", "decode"}
     for case, diff in worst.items():
         assert diff < 1e-5, (case, diff)
+
+
+@pytest.fixture(scope="module")
+def megatron_counts():
+    """megatron-core's counts of every preset at 1 and 2 layers (tests/megatron_cases.parameter_counts)."""
+    with megatron_in_process(seed=1):
+        return parameter_counts(["tiny", *PUBLISHED])
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("preset", ["tiny", *PUBLISHED])
+def test_parameter_count_equals_megatron(megatron_counts, preset):
+    for layers in (1, 2):
+        row = megatron_counts[f"{preset}:{layers}"]
+        assert row["ours"] == row["megatron"], (preset, layers, row)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("preset", list(PUBLISHED))
+def test_full_model_matches_published_count(megatron_counts, preset):
+    one, two = megatron_counts[f"{preset}:1"]["megatron"], megatron_counts[f"{preset}:2"]["megatron"]
+    arch = llama.PRESETS[preset]
+    # megatron's count is linear in the number of layers; extrapolate to the real depth.
+    full = one + (arch.num_layers - 1) * (two - one)
+    assert full == PUBLISHED[preset]
+    assert llama.num_parameters(arch) == PUBLISHED[preset]
+
+
+def test_gqa_and_swiglu_layout(megatron_counts):
+    row = megatron_counts["llama3.1-8b:1"]
+    assert row["qkv"] == [4096 + 2 * 8 * 128, 4096]  # 32 query heads + 8 KV groups of 128
+    assert row["fc1"] == [2 * 14336, 4096]  # fused gate and up projections
+    # llama3 rope scaling divides the lowest frequencies by the factor (8 for 3.1, 32 for 3.2).
+    base_last = 500000 ** (-126 / 128)
+    assert row["inv_freq_last"] == pytest.approx(base_last / 8, rel=1e-5)
+    assert megatron_counts["llama3.2-3b:1"]["inv_freq_last"] == pytest.approx(base_last / 32, rel=1e-5)

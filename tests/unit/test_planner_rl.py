@@ -1,6 +1,7 @@
 """tools/plan.py --rl / --eval: megatron's request rounding, the paper's RL recipe planned at each length stair
-with a verdict, and bad input exits 2 naming the flag or file. The KV-buffer bytes against what megatron-core
-allocates (a fresh interpreter): tests/process/test_planner_kv_megatron.py."""
+with a verdict, and bad input exits 2 naming the flag or file; the KV-buffer bytes equal what megatron-core
+allocates for the same arguments (a tiny model on the CPU, megatron set up in-process: the static engine's
+StaticInferenceContext buffers after a generation, the dynamic engine's DynamicInferenceContext memory_buffer)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 
 from megatron_octo import planner as pl
 from megatron_octo.cli import plan as cli
-from megatron_octo.models.llama import PRESETS
+from megatron_octo.models.llama import PRESETS, LlamaArchitecture
 from tests.helpers import ROOT, run_main
+from tests.megatron_cases import kv_buffer_sizes
+from tests.megatron_state import megatron_in_process
 
 RECIPE = "recipes/octothinker/llama3.2-3b/rl_grpo.yaml"
 
@@ -100,3 +103,39 @@ def test_eval_plan_measures_prompts_with_the_tokenizer(capsys):
 def test_bad_input_exits_2_naming_it(argv, fragment, capsys):
     assert cli.main(argv) == 2
     assert fragment in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def megatron_kv():
+    """What megatron-core allocates (tests/megatron_cases.kv_buffer_sizes)."""
+    with megatron_in_process(seed=3):
+        return kv_buffer_sizes()
+
+
+def _arch(seen) -> LlamaArchitecture:
+    a = seen["arch"]
+    return LlamaArchitecture(num_layers=a["num_layers"], hidden_size=a["kv_channels"] * 4, ffn_hidden_size=8,
+                             num_attention_heads=4, num_query_groups=a["num_query_groups"], vocab_size=8,
+                             max_position_embeddings=4096, rotary_base=10000, rope_scaling_factor=0.0,
+                             tie_embeddings=True)
+
+
+@pytest.mark.timeout(400)
+def test_static_kv_bytes_equal_megatrons_allocation(megatron_kv):
+    arch, dtype = _arch(megatron_kv), megatron_kv["dtype_bytes"]
+    assert arch.kv_channels == megatron_kv["arch"]["kv_channels"]
+    for row in megatron_kv["static"]:
+        assert row["bytes"] == pl.kv_static_bytes(arch, tp=1, pp=1, max_batch_size=row["batch"],
+                                                  max_sequence_length=row["seq"], dtype_bytes=dtype), row
+        assert row["batch_first"], row  # the local spec's generation runs the lean forward
+        assert row["shape"] == [row["batch"], arch.num_query_groups, row["seq"], arch.kv_channels], row
+        assert row["buffers"] == 2 * arch.num_layers
+
+
+@pytest.mark.timeout(400)
+def test_dynamic_kv_bytes_equal_megatrons_allocation(megatron_kv):
+    arch, dtype = _arch(megatron_kv), megatron_kv["dtype_bytes"]
+    for row in megatron_kv["dynamic"]:
+        assert row["bytes"] == pl.kv_dynamic_bytes(arch, tp=1, pp=1, max_batch_size=row["batch"],
+                                                   max_sequence_length=row["seq"], block_size_tokens=row["block"],
+                                                   buffer_gib=row["gb"], dtype_bytes=dtype), row

@@ -1,28 +1,28 @@
-"""Stopped sequences cost nothing afterwards, counted in a fresh interpreter (tests/scripts/generation_stop_check.py).
+"""Stopped sequences cost nothing afterwards.
 
 A sequence that ends at EOD or a stop string costs nothing afterwards: the Generator's counted forward
 passes and batch rows x positions fed equal what the sequences' own lengths imply (one full prefill, one
 decode pass per step while any sequence runs, only the running rows fed), and the stopped sequences'
-tokens are the unstopped run's prefixes (tests/scripts/generation_stop_check.py, tiny model). Stop strings
-end rows on the fallback paths too: megatron's forward in our loop (pipeline stages) and megatron's static
-engine (Transformer Engine layers), whose batch ends once every row has met its stop string."""
+tokens are the unstopped run's prefixes (tests/generation_cases.generation_stop_counts, tiny model, megatron
+set up in-process). Stop strings end rows on the fallback paths too: megatron's forward in our loop
+(pipeline stages) and megatron's static engine (Transformer Engine layers), whose batch ends once every row
+has met its stop string."""
 
 from __future__ import annotations
 
-import json
-import sys
-
 import pytest
+import torch
 
-from tests.helpers import run
+from tests.generation_cases import generation_stop_counts
+from tests.megatron_state import megatron_in_process
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def test_stopped_sequences_generate_no_further_tokens():
-    res = run([sys.executable, "tests/scripts/generation_stop_check.py"], timeout=280)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    r = json.loads(next(line[7:] for line in res.stdout.splitlines() if line.startswith("RESULT ")))
+    with megatron_in_process(seed=11):
+        torch.set_num_threads(1)  # as the fresh interpreter it ran in had it (OMP_NUM_THREADS=1); restored after
+        r = generation_stop_counts()
     assert r["own_loop"], r
     # Unstopped: 1 prefill + 11 decode passes for 12 tokens, every prompt prefilled in that one pass.
     assert r["full_counts"] == r["full_expected"], r
