@@ -6,15 +6,17 @@
 
 Each case runs in a fresh interpreter, "before" and "after" interleaved ``--rounds`` times (the
 machine may be shared), wall clock from process start to exit; medians and after/before ratios are
-printed, with whether ``torch._dynamo`` was imported. "Before" imports ``megatron.core.jit`` ahead of
-our package, so megatron keeps its import-time ``torch.compile`` exactly as shipped (the hook then
-declines to install); "after" is the entry point as users run it.
+printed for wall time and for the child's CPU time (user + system, which load on a shared machine
+inflates far less), with whether ``torch._dynamo`` was imported. "Before" takes the hook out
+(``lazy_jit.uninstall()``) before the entry point runs, so megatron keeps its import-time
+``torch.compile`` exactly as shipped; "after" is the entry point as users run it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,39 +28,44 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = {
     "import megatron.core": "import megatron_octo, megatron.core",
     "train --help": "import runpy; sys.argv = ['train', '--help']; runpy.run_module('megatron_octo.train', run_name='__main__')",
+    "trainer import": "import megatron_octo.training.trainer, megatron_octo.rl.trainer",
     "eval --help": "import runpy; sys.argv = ['eval', '--help']; runpy.run_module('megatron_octo.eval', run_name='__main__')",
 }
 REPORT = ("import atexit, sys; "
           "atexit.register(lambda: sys.stderr.write(f\"\\nDYNAMO={'torch._dynamo' in sys.modules}\\n\"))")
 
 
-def one(code: str) -> tuple[float, bool]:
+def one(code: str) -> tuple[float, float, bool]:
+    """Wall seconds, CPU seconds (user + system of the child: what load on a shared machine inflates
+    least) and whether dynamo was imported."""
     env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=ROOT)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", f"{REPORT}; {code}"], cwd=ROOT, env=env, timeout=300,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     if proc.returncode != 0 or "DYNAMO=" not in proc.stderr:
         raise SystemExit(f"{code!r} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-    return seconds, proc.stderr.rsplit("DYNAMO=", 1)[1].strip() == "True"
+    return seconds, cpu, proc.stderr.rsplit("DYNAMO=", 1)[1].strip() == "True"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args(argv)
-    print(f"{'case':<22} {'before s':>9} {'after s':>9} {'after/before':>13}  dynamo imported (before/after)")
+    print(f"{'case':<16} {'wall before':>11} {'after':>6} {'ratio':>6} {'CPU before':>11} {'after':>6} {'ratio':>6}"
+          "  dynamo imported (before/after)")
     for name, code in CASES.items():
         before, after = [], []
-        flags = (None, None)
         for _ in range(args.rounds):
-            b, fb = one("import sys; import megatron.core.jit; " + code)
-            a, fa = one("import sys; " + code)
-            before.append(b)
-            after.append(a)
-            flags = (fb, fa)
-        mb, ma = statistics.median(before), statistics.median(after)
-        print(f"{name:<22} {mb:9.2f} {ma:9.2f} {ma / mb:13.2f}  {flags[0]}/{flags[1]}")
+            before.append(one("import sys; from megatron_octo.runtime import lazy_jit; lazy_jit.uninstall(); " + code))
+            after.append(one("import sys; " + code))
+        wb, wa = (statistics.median(r[0] for r in rs) for rs in (before, after))
+        cb, ca = (statistics.median(r[1] for r in rs) for rs in (before, after))
+        print(f"{name:<16} {wb:11.2f} {wa:6.2f} {wa / wb:6.2f} {cb:11.2f} {ca:6.2f} {ca / cb:6.2f}"
+              f"  {before[-1][2]}/{after[-1][2]}")
     return 0
 
 

@@ -77,3 +77,9 @@ def install() -> bool:
     if not any(isinstance(f, _JitFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _JitFinder())
     return True
+
+
+def uninstall() -> None:
+    """Take the hook out before megatron.core.jit is imported, leaving megatron as shipped
+    (benchmarks/startup.py measures the difference)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _JitFinder)]
