@@ -43,3 +43,9 @@ def test_entry_points_start_without_dynamo():
                 "assert 'torch._dynamo' not in sys.modules, 'dynamo imported'\nprint('CLEAN')")
         res = run([sys.executable, "-c", code], timeout=240)
         assert res.returncode == 0 and "CLEAN" in res.stdout, (module, res.stderr[-3000:])
+
+
+def test_uninstalled_hook_leaves_megatron_as_shipped():
+    """What benchmarks/startup.py measures as "before"."""
+    r = _probe("; from megatron_octo.runtime import lazy_jit; lazy_jit.uninstall()")
+    assert r["fuser"] == "compile" and r["dynamo"] and r["inductor"], r
