@@ -1,8 +1,8 @@
-"""The dynamic-engine generator against the static engine on a tiny model (tests/scripts/
-dynamic_generation_check.py): greedy tokens, texts, finish reasons and log-probs equal, also with a KV
-buffer small enough to make megatron pause and evict; sampled log-probs equal a forward pass's (those of the
-distribution sampled: temperature, top-p nucleus); an
-in-place weight update reaches the next rollout; training runs after a rollout.
+"""The dynamic-engine generator against the static engine on a tiny model (tests/dynamic_generation_cases.py:
+in this interpreter on the CPU, through tests/scripts/dynamic_generation_check.py on a GPU): greedy tokens,
+texts, finish reasons and log-probs equal, also with a KV buffer small enough to make megatron pause and
+evict; sampled log-probs equal a forward pass's (those of the distribution sampled: temperature, top-p
+nucleus); an in-place weight update reaches the next rollout; training runs after a rollout.
 
 Without a GPU the check replaces megatron's three CUDA-only dependencies with test-only stand-ins (no
 pinned memory, no-op NVTX, a pure-torch paged attention) — what the CPU test covers is this project's
@@ -17,7 +17,11 @@ import sys
 import pytest
 import torch
 
+from megatron_octo.models import lean_forward
+from tests.dynamic_engine_cpu import cpu_standins
+from tests.dynamic_generation_cases import dynamic_against_static
 from tests.helpers import run
+from tests.megatron_state import megatron_in_process
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(600)]
 
@@ -38,10 +42,14 @@ def _gpu_with_flash_attn() -> bool:
     return torch.cuda.is_available() and flash_attn_for_dynamic_engine()
 
 
-def check(args, gpu: bool, cuda_graphs: bool, timeout: int):
+def run_script(args, timeout: int) -> dict:
+    """The check in a fresh interpreter (the GPU tests: CUDA graphs, megatron's graph-safe RNG tracker)."""
     res = run([sys.executable, SCRIPT, *args], timeout=timeout)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    seen = json.loads(res.stdout.strip().splitlines()[-1])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def check(seen: dict, gpu: bool, cuda_graphs: bool):
     assert (seen["gpu"], seen["cuda_graphs"]) == (gpu, cuda_graphs)
     # the KV buffer: megatron's block size is ours, and there is room for every request at full length
     assert seen["block_size_bytes"][0] == seen["block_size_bytes"][1]
@@ -70,11 +78,17 @@ def check(args, gpu: bool, cuda_graphs: bool, timeout: int):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU stand-ins are for machines without a GPU")
-def test_dynamic_equals_static_on_cpu_with_standins():
-    check([], gpu=False, cuda_graphs=False, timeout=300)
+def test_dynamic_equals_static_on_cpu_with_standins(monkeypatch):
+    # In this interpreter, as the script's fresh one ran it: megatron at seed 11, one thread (OMP_NUM_THREADS=1),
+    # no GEMM measurement of an earlier test kept; the stand-ins for this call only.
+    monkeypatch.setattr(lean_forward, "_MEASURED", {})
+    with megatron_in_process(seed=11), cpu_standins():
+        torch.set_num_threads(1)  # restored after
+        seen = dynamic_against_static(graphs=False)
+    check(seen, gpu=False, cuda_graphs=False)
 
 
 @pytest.mark.skipif(not _gpu_with_flash_attn(), reason="needs a CUDA GPU and flash-attn >= 2.7.3 (or 3)")
 @pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_dynamic_equals_static_on_gpu(cuda_graphs):
-    check(["--cuda-graphs"] if cuda_graphs else [], gpu=True, cuda_graphs=cuda_graphs, timeout=500)
+    check(run_script(["--cuda-graphs"] if cuda_graphs else [], timeout=500), gpu=True, cuda_graphs=cuda_graphs)

@@ -11,19 +11,37 @@ import json
 import sys
 
 import pytest
+import torch
 
+from megatron_octo.models import lean_forward
 from tests.helpers import run
+from tests.megatron_state import megatron_in_process
+from tests.rl_cases import pipeline_rollout_logprobs, rollout_logprobs
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(300)]
 
 
+def _torchrun(nproc: int) -> list:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+
+
+def _in_process(monkeypatch, workload, *args):
+    """``workload(*args)`` at TP = PP = 1 in this interpreter, as the scripts' fresh interpreter ran it: megatron set
+    up with their seed, one thread (OMP_NUM_THREADS=1), no GEMM measurement of an earlier test kept."""
+    monkeypatch.setattr(lean_forward, "_MEASURED", {})
+    with megatron_in_process(seed=11):
+        torch.set_num_threads(1)  # restored after
+        return workload(*args)
+
+
 @pytest.mark.parametrize("tp", [1, 2])
-def test_rollout_logprobs_equal_forward(tp):
-    launcher = [sys.executable] if tp == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                  "--nproc-per-node=2"]
-    res = run([*launcher, "tests/scripts/rl_logprob_check.py", str(tp)], timeout=280)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    r = json.loads(next(line[7:] for line in res.stdout.splitlines() if line.startswith("RESULT ")))
+def test_rollout_logprobs_equal_forward(tp, monkeypatch):
+    if tp == 1:  # in this interpreter; TP=2 under torchrun runs the same function (tests/rl_cases.py)
+        r = _in_process(monkeypatch, rollout_logprobs, tp)
+    else:
+        res = run([*_torchrun(tp), "tests/scripts/rl_logprob_check.py", str(tp)], timeout=280)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+        r = json.loads(next(line[7:] for line in res.stdout.splitlines() if line.startswith("RESULT ")))
     assert r["tp"] == tp and r["tokens"] > 0, r  # something was generated
     assert r["shared_prefix_tokens"] >= 32, r  # the few-shot prompts' prefix was computed once (lean forward)
     assert r["log_prob_length_mismatches"] == [], r  # one engine log-prob per generated token
@@ -60,18 +78,18 @@ def test_rollout_logprobs_equal_forward(tp):
 
 
 def _pp_results(ckpt_dir, pp, out_dir):
-    launcher = [sys.executable] if pp == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                  f"--nproc-per-node={pp}"]
     out_dir.mkdir()
-    res = run([*launcher, "tests/scripts/rl_pp_logprob_check.py", str(pp), str(ckpt_dir), str(out_dir)], timeout=280)
+    res = run([*_torchrun(pp), "tests/scripts/rl_pp_logprob_check.py", str(pp), str(ckpt_dir), str(out_dir)],
+              timeout=280)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     return [json.loads(p.read_text()) for p in sorted(out_dir.glob("result-*.json"))]
 
 
-def test_pp2_rollouts_and_logprobs_equal_pp1(tiny_text_checkpoint, tmp_path):
+def test_pp2_rollouts_and_logprobs_equal_pp1(tiny_text_checkpoint, tmp_path, monkeypatch):
     """At PP=2 (the last stage's logits broadcast to the first) every rank samples the same tokens as
-    PP=1, and the pipeline schedule's log-probs and entropy equal PP=1's (<= 1e-5)."""
-    (one,) = _pp_results(tiny_text_checkpoint / "ckpt", 1, tmp_path / "pp1")
+    PP=1, and the pipeline schedule's log-probs and entropy equal PP=1's (<= 1e-5). PP=1 runs in this
+    interpreter, PP=2 under torchrun, the same function (tests/rl_cases.py)."""
+    one = _in_process(monkeypatch, pipeline_rollout_logprobs, 1, str(tiny_text_checkpoint / "ckpt"))
     two = _pp_results(tiny_text_checkpoint / "ckpt", 2, tmp_path / "pp2")
     assert sorted(r["rank"] for r in two) == [0, 1]
     assert sum(len(t) for t in one["tokens"]) > 0, one  # something was generated

@@ -1,6 +1,6 @@
 """rl.micro_batch_tokens: the update by token-budget micro-batches equals the padded update, on every
-parameter's gradient and on every weight after the step (tests/scripts/rl_packed_update_check.py: one
-process, the RL trainer's own _update on the tiny model, 8 rows of different lengths with one row
+parameter's gradient and on every weight after the step (tests/rl_cases.packed_update, in this interpreter
+under megatron_in_process: the RL trainer's own _update on the tiny model, 8 rows of different lengths with one row
 without loss tokens, PPO's clip and the dual clip active; token-mean and seq-mean-token-sum-norm).
 
 Tolerances, both float32 rounding:
@@ -19,12 +19,11 @@ Tolerances, both float32 rounding:
 
 from __future__ import annotations
 
-import json
-import sys
-
 import pytest
+import torch
 
-from tests.helpers import run
+from tests.megatron_state import megatron_in_process
+from tests.rl_cases import packed_update
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(300)]
 
@@ -32,11 +31,10 @@ MODES = ("token-mean", "seq-mean-token-sum-norm")
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("packed") / "result.json"
-    res = run([sys.executable, "tests/scripts/rl_packed_update_check.py", str(out), *MODES], timeout=280)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    return json.loads(out.read_text())
+def results():
+    with megatron_in_process(seed=7):
+        torch.set_num_threads(1)  # as the fresh interpreter it ran in had it (OMP_NUM_THREADS=1); restored after
+        return packed_update(MODES)
 
 
 @pytest.mark.parametrize("mode", MODES)

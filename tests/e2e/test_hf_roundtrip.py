@@ -17,6 +17,8 @@ import pytest
 import torch
 
 from tests.helpers import ROOT, run, run_train, tiny_recipe, write_indexed_dataset
+from tests.hf_cases import hf_logits
+from tests.megatron_state import megatron_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -65,9 +67,19 @@ def to_hf(*args, timeout=120, expect_rc=0):
 
 
 def logits_check(hf_dir, ckpt, *extra, nproc=1, timeout=150):
+    """tests/hf_cases.hf_logits's ``key: text`` lines: at TP=1 in this interpreter (megatron set up at the
+    script's seed 0, one thread as under OMP_NUM_THREADS=1), else tests/scripts/hf_logits.py under torchrun."""
+    if nproc == 1:
+        flags = list(map(str, extra))
+        greedy_tokens = int(flags[flags.index("--greedy") + 1]) if "--greedy" in flags else 0
+        assert set(flags) <= {"--control", "--greedy", str(greedy_tokens)}, flags
+        with megatron_in_process(seed=0):
+            torch.set_num_threads(1)  # restored after
+            rc, lines = hf_logits(str(hf_dir), str(ckpt), greedy_tokens, "--control" in flags)
+        assert rc == 0, lines
+        return lines
     script = str(ROOT / "tests" / "scripts" / "hf_logits.py")
-    cmd = ([sys.executable, script] if nproc == 1 else
-           [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", script])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", script]
     res = run(cmd + [str(hf_dir), str(ckpt), *map(str, extra)], timeout=timeout)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line and " " not in line.split("=")[0])

@@ -1,0 +1,51 @@
+"""Megatron logits of a converted checkpoint against transformers' logits of the HF model, on the process
+group megatron is set up with (TP = its world size, seed 0): tests/scripts/hf_logits.py under torchrun
+(tests/distributed/test_hf_convert.py) and in the test's own interpreter under
+tests/megatron_state.megatron_in_process at TP=1 (tests/e2e/test_hf_roundtrip.py), the same code."""
+
+from __future__ import annotations
+
+import torch
+
+
+def hf_logits(hf_dir: str, ckpt: str, greedy_tokens: int = 0, control: bool = False) -> tuple[int, dict]:
+    """``(rc, lines)``: on rank 0 the ``key: text`` lines tests/scripts/hf_logits.py prints as ``key=text``
+    (``max_abs_diff``, ``logits_abs_max``, ``shape``; ``control_diff_without_rope_scaling`` with ``control``;
+    ``greedy_megatron``, ``greedy_hf``, ``greedy_match`` with ``greedy_tokens``) and rc 1 when the logits differ
+    by more than 1e-4 or the greedy tokens do (else 0); ``(0, {})`` on the other ranks. ``control``: also the
+    difference to the same HF weights without llama3 RoPE scaling (the comparison is sensitive: it must fail)."""
+    from megatron_octo.models import greedy
+
+    tp = torch.distributed.get_world_size()
+    model, cfg, arch = greedy.load_model(ckpt, tp=tp)
+    g = torch.Generator().manual_seed(7)
+    tokens = torch.randint(0, arch.vocab_size, (2, 24), generator=g)
+    ours = greedy.logits(model, tokens)[..., : arch.vocab_size]
+    ours_gen = greedy.greedy_generate(model, tokens[0, :5].tolist(), greedy_tokens, arch.vocab_size) \
+        if greedy_tokens else None
+    rc, lines = 0, {}
+    if torch.distributed.get_rank() == 0:
+        from transformers import AutoModelForCausalLM
+
+        hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+        with torch.no_grad():
+            ref = hf(tokens).logits.float()
+        diff = (ours - ref).abs().max().item()
+        lines.update(max_abs_diff=f"{diff:.3e}", logits_abs_max=f"{ref.abs().max().item():.3f}",
+                     shape=f"{list(ref.shape)}")
+        rc = 0 if diff <= 1e-4 else 1
+        if control:
+            hf_cfg = hf.config
+            hf_cfg.rope_parameters = {"rope_type": "default", "rope_theta": hf_cfg.rope_parameters["rope_theta"]}
+            unscaled = AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32).eval()
+            unscaled.load_state_dict(hf.state_dict())
+            with torch.no_grad():
+                lines["control_diff_without_rope_scaling"] = \
+                    f"{(ours - unscaled(tokens).logits.float()).abs().max().item():.3e}"
+        if greedy_tokens:
+            hf.generation_config.eos_token_id = None  # argmax all the way, as the megatron loop does
+            out = hf.generate(tokens[:1, :5], max_new_tokens=greedy_tokens, do_sample=False)
+            lines.update(greedy_megatron=f"{ours_gen}".replace(" ", ""),
+                         greedy_hf=f"{out[0].tolist()}".replace(" ", ""), greedy_match=f"{out[0].tolist() == ours_gen}")
+            rc = rc or int(out[0].tolist() != ours_gen)
+    return rc, lines
