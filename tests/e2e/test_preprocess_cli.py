@@ -1,5 +1,6 @@
-"""The data command-line tools as a user runs them: preprocess (progress, summary, exit codes,
-kill -9), Slurm-style partition + merge, train_tokenizer, build_demo_data and data_stats."""
+"""The data command-line tools as a user runs them: preprocess (progress, summary, kill -9, SIGTERM),
+Slurm-style partition + merge, train_tokenizer, build_demo_data and data_stats. Preprocess's exit codes and
+messages, in-process: tests/unit/test_preprocess_exit_codes.py."""
 
 import json
 import os
@@ -44,30 +45,6 @@ def test_preprocess_runs_as_a_file_too(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert json.loads((tmp_path / "qa.summary.json").read_text())["documents"] == 3000
-
-
-def test_preprocess_exit_codes_and_messages(tmp_path):
-    bad = tmp_path / "in.jsonl"
-    bad.write_text('{"text": "ok"}\n{"text": "ok"}\n{oops\n')
-    res = pp("--input", bad, "--output-prefix", tmp_path / "o", "--strict", "-q")
-    assert res.returncode == 2
-    assert f"error: {bad}:3: bad_json: malformed JSON" in res.stderr
-    assert not list(tmp_path.glob("o.*"))
-
-    res = pp("--input", bad, "--output-prefix", tmp_path / "o", "-q")
-    assert res.returncode == 0
-    rej = json.loads((tmp_path / "o.rejects.jsonl").read_text())
-    assert (rej["file"], rej["line"], rej["reason"]) == (str(bad), 3, "bad_json")
-
-    res = pp("--input", bad, "--output-prefix", tmp_path / "o", "-q")
-    assert res.returncode == 2 and "o.bin exists; pass --overwrite" in res.stderr
-
-    res = run([PY, "-m", "tokenization.preprocess", "--tokenizer", str(tmp_path / "nope.model"),
-               "--input", str(bad), "--output-prefix", str(tmp_path / "x")], timeout=60)
-    assert res.returncode == 2 and f"tokenizer file not found: {tmp_path / 'nope.model'}" in res.stderr
-
-    res = pp("--input", bad, "--output-prefix", tmp_path / "y", "--format", "qa", "--template", "medium")
-    assert res.returncode == 2 and "unknown QA template 'medium'" in res.stderr
 
 
 def _start_on_fifo(tmp_path):
