@@ -2,7 +2,7 @@
 """Start-up cost: what an entry point pays before its first step, with and without the deferred
 ``torch.compile`` decorators of ``megatron_octo/runtime/lazy_jit.py``.
 
-    python benchmarks/startup.py [--rounds 5]
+    python benchmarks/startup.py [--rounds 5] [--quick] [--json]
 
 Each case runs in a fresh interpreter, "before" and "after" interleaved ``--rounds`` times (the
 machine may be shared), wall clock from process start to exit; medians and after/before ratios are
@@ -15,6 +15,7 @@ inflates far less), with whether ``torch._dynamo`` was imported. "Before" takes 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -54,18 +55,27 @@ def one(code: str) -> tuple[float, float, bool]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="one round")
+    p.add_argument("--json", action="store_true", help="also print the figures as one JSON line (run_all.py)")
     args = p.parse_args(argv)
+    rounds = 1 if args.quick else args.rounds
+    figures = {}
     print(f"{'case':<16} {'wall before':>11} {'after':>6} {'ratio':>6} {'CPU before':>11} {'after':>6} {'ratio':>6}"
           "  dynamo imported (before/after)")
     for name, code in CASES.items():
         before, after = [], []
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             before.append(one("import sys; from megatron_octo.runtime import lazy_jit; lazy_jit.uninstall(); " + code))
             after.append(one("import sys; " + code))
         wb, wa = (statistics.median(r[0] for r in rs) for rs in (before, after))
         cb, ca = (statistics.median(r[1] for r in rs) for rs in (before, after))
         print(f"{name:<16} {wb:11.2f} {wa:6.2f} {wa / wb:6.2f} {cb:11.2f} {ca:6.2f} {ca / cb:6.2f}"
               f"  {before[-1][2]}/{after[-1][2]}")
+        figures[name] = {"wall_before_s": round(wb, 3), "wall_after_s": round(wa, 3), "cpu_before_s": round(cb, 3),
+                         "cpu_after_s": round(ca, 3), "cpu_ratio": round(ca / cb, 3),
+                         "dynamo_before": before[-1][2], "dynamo_after": after[-1][2]}
+    if args.json:
+        print(json.dumps(figures))
     return 0
 
 

@@ -1,8 +1,10 @@
 """megatron-core set up inside a test and torn down after it, leaving the interpreter as it found it: the
 single-process (world 1, gloo) process group, megatron's parallel state, global memory buffer, RNG tracker
 and microbatch calculator, the CUDA->CPU redirect, the Python / numpy / torch random states, the default
-dtype, the thread count and the rendezvous variables. ``tests/unit/test_megatron_state.py`` runs two
-such tests back to back in both orders and checks both the results and the state left behind."""
+dtype, the thread count and the rendezvous variables. The lean forward's GEMM measurements
+(``generation.gemm=auto``) are dropped on entry and exit, so every test measures as a fresh process would.
+``tests/unit/test_megatron_state.py`` runs two such tests back to back in both orders and checks both the
+results and the state left behind."""
 
 from __future__ import annotations
 
@@ -19,8 +21,6 @@ RENDEZVOUS = ("MASTER_ADDR", "MASTER_PORT")
 
 def interpreter_state() -> dict:
     """What a test may touch and must give back, in comparable form."""
-    import torch.cuda
-
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import random as mcore_random
 
@@ -62,6 +62,7 @@ def megatron_in_process(seed: int = 1234):
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import random as mcore_random
 
+    from megatron_octo.models import lean_forward
     from megatron_octo.runtime import cpu
     from megatron_octo.runtime import distributed as rt
 
@@ -73,6 +74,7 @@ def megatron_in_process(seed: int = 1234):
     dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
     for k in RENDEZVOUS:  # a fresh rendezvous: never a port a previous test's store held
         os.environ.pop(k, None)
+    lean_forward.forget_gemm_choices()  # generation.gemm=auto measures afresh, as in a fresh process
     try:
         rt.initialize(1, 1, seed=seed)
         yield
@@ -83,6 +85,7 @@ def megatron_in_process(seed: int = 1234):
         if dist.is_initialized():
             dist.destroy_process_group()
         mcore_random.get_cuda_rng_tracker().reset()
+        lean_forward.forget_gemm_choices()
         nmc.destroy_num_microbatches_calculator()
         if not redirect_was_active:
             cpu.uninstall()

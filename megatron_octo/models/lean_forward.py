@@ -64,6 +64,14 @@ def onednn_gemm_available() -> bool:
 # (weight shapes, dtype, threads) -> (backend, {backend: seconds}, rows): auto's measurement, once per process (every
 # generator of the process then runs the same GEMM)
 _MEASURED: Dict[tuple, tuple] = {}
+
+
+def forget_gemm_choices() -> None:
+    """Drop auto's measurements, so the next generator measures again as a fresh process would (for tests
+    that run several models in one interpreter)."""
+    _MEASURED.clear()
+
+
 PROBE_MAX_ROWS = 32  # decode rows timed (a rollout batch's; larger batches keep the ratio of a 32-row one)
 PROBE_MAX_VOCAB = 16384  # output-layer rows timed (scaled up to the full vocabulary)
 

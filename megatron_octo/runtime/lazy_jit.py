@@ -43,6 +43,9 @@ class _DeferCompileLoader(importlib.abc.Loader):
     def __init__(self, loader):
         self.loader = loader
 
+    def __getattr__(self, name):  # get_source, get_code, is_package, ...: the file loader's own
+        return getattr(self.loader, name)
+
     def create_module(self, spec):
         return self.loader.create_module(spec)
 

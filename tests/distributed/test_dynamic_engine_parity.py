@@ -17,7 +17,6 @@ import sys
 import pytest
 import torch
 
-from megatron_octo.models import lean_forward
 from tests.dynamic_engine_cpu import cpu_standins
 from tests.dynamic_generation_cases import dynamic_against_static
 from tests.helpers import run
@@ -78,10 +77,9 @@ def check(seen: dict, gpu: bool, cuda_graphs: bool):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU stand-ins are for machines without a GPU")
-def test_dynamic_equals_static_on_cpu_with_standins(monkeypatch):
+def test_dynamic_equals_static_on_cpu_with_standins():
     # In this interpreter, as the script's fresh one ran it: megatron at seed 11, one thread (OMP_NUM_THREADS=1),
     # no GEMM measurement of an earlier test kept; the stand-ins for this call only.
-    monkeypatch.setattr(lean_forward, "_MEASURED", {})
     with megatron_in_process(seed=11), cpu_standins():
         torch.set_num_threads(1)  # restored after
         seen = dynamic_against_static(graphs=False)

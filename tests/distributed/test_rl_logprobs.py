@@ -13,7 +13,6 @@ import sys
 import pytest
 import torch
 
-from megatron_octo.models import lean_forward
 from tests.helpers import run
 from tests.megatron_state import megatron_in_process
 from tests.rl_cases import pipeline_rollout_logprobs, rollout_logprobs
@@ -25,19 +24,18 @@ def _torchrun(nproc: int) -> list:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
 
 
-def _in_process(monkeypatch, workload, *args):
+def _in_process(workload, *args):
     """``workload(*args)`` at TP = PP = 1 in this interpreter, as the scripts' fresh interpreter ran it: megatron set
-    up with their seed, one thread (OMP_NUM_THREADS=1), no GEMM measurement of an earlier test kept."""
-    monkeypatch.setattr(lean_forward, "_MEASURED", {})
+    up with their seed (which drops earlier GEMM measurements), one thread (OMP_NUM_THREADS=1)."""
     with megatron_in_process(seed=11):
         torch.set_num_threads(1)  # restored after
         return workload(*args)
 
 
 @pytest.mark.parametrize("tp", [1, 2])
-def test_rollout_logprobs_equal_forward(tp, monkeypatch):
+def test_rollout_logprobs_equal_forward(tp):
     if tp == 1:  # in this interpreter; TP=2 under torchrun runs the same function (tests/rl_cases.py)
-        r = _in_process(monkeypatch, rollout_logprobs, tp)
+        r = _in_process(rollout_logprobs, tp)
     else:
         res = run([*_torchrun(tp), "tests/scripts/rl_logprob_check.py", str(tp)], timeout=280)
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
@@ -85,11 +83,11 @@ def _pp_results(ckpt_dir, pp, out_dir):
     return [json.loads(p.read_text()) for p in sorted(out_dir.glob("result-*.json"))]
 
 
-def test_pp2_rollouts_and_logprobs_equal_pp1(tiny_text_checkpoint, tmp_path, monkeypatch):
+def test_pp2_rollouts_and_logprobs_equal_pp1(tiny_text_checkpoint, tmp_path):
     """At PP=2 (the last stage's logits broadcast to the first) every rank samples the same tokens as
     PP=1, and the pipeline schedule's log-probs and entropy equal PP=1's (<= 1e-5). PP=1 runs in this
     interpreter, PP=2 under torchrun, the same function (tests/rl_cases.py)."""
-    one = _in_process(monkeypatch, pipeline_rollout_logprobs, 1, str(tiny_text_checkpoint / "ckpt"))
+    one = _in_process(pipeline_rollout_logprobs, 1, str(tiny_text_checkpoint / "ckpt"))
     two = _pp_results(tiny_text_checkpoint / "ckpt", 2, tmp_path / "pp2")
     assert sorted(r["rank"] for r in two) == [0, 1]
     assert sum(len(t) for t in one["tokens"]) > 0, one  # something was generated

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from megatron_octo.eval import grader
-from megatron_octo.models import lean_forward
 from tests.helpers import ROOT, run
 from tests.megatron_state import megatron_in_process
 from tests.rl_cases import rl_validation
@@ -41,7 +40,6 @@ def _validate_dp1(ckpt, save, val, monkeypatch):
     of an earlier test kept, the recipe's relative paths from the checkout; RLTrainer.setup sets megatron up again
     at the recipe's seed (1234). No grader worker is left behind."""
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(lean_forward, "_MEASURED", {})
     try:
         with megatron_in_process(seed=1234):
             torch.set_num_threads(1)  # restored after
