@@ -41,9 +41,11 @@ rl-demo: $(STAMP)
 rl-demo-seeds: $(STAMP)
 	$(BIN)/python -m megatron_octo.rl_demo --seeds 0,1,2 --out runs/rl-demo-seeds
 
-# Every tier; the summary ends with each tier's wall time (tests/conftest.py).
+# Every tier, on two pytest-xdist workers (one per core of the 2-core machines this runs on; a module is one
+# unit of work, tests/conftest.py); the summary ends with each tier's wall time.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra --durations=25 tests
+	$(BIN)/python -m pytest -q -ra --durations=25 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests
 
 # The in-process tier (tests/unit, < 3 min): no interpreter, torchrun or CLI is started; a test there
 # that starts a process fails (tests/conftest.py).

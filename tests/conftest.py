@@ -4,18 +4,24 @@ Tiers: a test's folder is its tier. ``tests/unit`` is the in-process tier (``mak
 tests may not start a process, and the guard below fails any that tries. Every other folder's tests
 are marked ``process`` (they start interpreters, torchrun or the real CLIs) plus their folder's own
 marker, so ``-m "not process"`` selects exactly the in-process tier.
+
+``make test`` runs on pytest-xdist workers (``-n 2 --dist loadgroup``): a module is one unit of work (its
+module fixtures are built once), the Slurm modules one unit together (they start and stop the one
+cluster), the slowest tiers first so the in-process tier's many small modules fill the end. Session
+fixtures that train something are built once per run whatever the worker count (``shared_dir``).
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing.util
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.helpers import ROOT, run, run_train
 
@@ -34,6 +40,12 @@ def tier_of(path) -> str:
     return rel.parts[0]
 
 
+# The order tiers run in: the longest units first, so that two workers end together.
+TIER_ORDER = ("slurm", "e2e", "reliability", "distributed", "gpu_sim", "process", "unit")
+SHARED_GROUPS = {"slurm": "slurm"}  # tier -> one xdist group for all its modules
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
         tier = tier_of(item.path)
@@ -41,6 +53,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("process")
         for name in TIER_MARKERS[tier]:
             item.add_marker(name)
+        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(tier, item.path.relative_to(TESTS).as_posix())))
+    rank = {tier: i for i, tier in enumerate(TIER_ORDER)}
+    items.sort(key=lambda item: rank[tier_of(item.path)])  # stable: module and test order kept within a tier
 
 
 class ProcessLaunchInInProcessTier(RuntimeError):
@@ -76,42 +91,77 @@ def pytest_make_collect_report(collector):
             mp.undo()
 
 
-_TIER_SECONDS: dict[str, list] = {}
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Times each tier, and fails a test of the in-process tier that starts a process in its body or in any
+    """Fails a test of the in-process tier that starts a process in its body or in any
     fixture it sets up, whatever the fixture's scope."""
     mp = None if item.get_closest_marker("process") is not None else _refuse_processes(item.nodeid)
-    t0 = time.perf_counter()
     try:
         yield
     finally:
         if mp is not None:
             mp.undo()
-    entry = _TIER_SECONDS.setdefault(tier_of(item.path), [0, 0.0])
-    entry[0] += 1
-    entry[1] += time.perf_counter() - t0
+
+
+_TIER_SPANS: dict[str, list] = {}  # tier -> [(start, stop)] of every test phase, wherever it ran
+
+
+def pytest_runtest_logreport(report):
+    """Collects each test phase's time span by tier: reports reach the controller from every xdist worker."""
+    tier = report.nodeid.split("/", 2)[1] if report.nodeid.startswith("tests/") else "?"
+    spans = _TIER_SPANS.setdefault(tier, [set(), []])
+    spans[0].add(report.nodeid)
+    if getattr(report, "start", None) is not None:
+        spans[1].append((report.start, report.stop))
+
+
+def union_seconds(spans: list) -> float:
+    """The wall time covered by possibly overlapping (start, stop) spans (tests of one tier on two workers)."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(spans):
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not _TIER_SECONDS:
+    if not _TIER_SPANS:
         return
-    terminalreporter.section("wall time per tier")
-    for tier, (n, seconds) in sorted(_TIER_SECONDS.items(), key=lambda kv: -kv[1][1]):
+    workers = terminalreporter.config.getoption("numprocesses", None)
+    terminalreporter.section("wall time per tier" + (f" ({workers} workers: tiers overlap)" if workers else ""))
+    rows = {tier: (len(ids), union_seconds(spans)) for tier, (ids, spans) in _TIER_SPANS.items()}
+    for tier, (n, seconds) in sorted(rows.items(), key=lambda kv: -kv[1][1]):
         terminalreporter.write_line(f"tests/{tier:<12} {n:5d} tests {seconds / 60:7.1f} min")
+
+
+def shared_dir(tmp_path_factory, name: str, build) -> Path:
+    """``build(dir)`` once per test run, whatever the number of xdist workers: the first worker to ask
+    builds it under a file lock in the run's common temporary directory, the others wait and reuse it.
+    Only for outputs the tests read (a test that writes copies first)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            if out.exists():  # a build that failed on another worker: start over
+                import shutil
+                shutil.rmtree(out)
+            out.mkdir()
+            build(out)
+            done.write_text(json.dumps({"worker": os.environ.get("PYTEST_XDIST_WORKER", "master")}))
+    return out
 
 
 @pytest.fixture(scope="session")
 def tiny_text_checkpoint(tmp_path_factory):
     """A few steps of the tiny model on the built-in corpus with the bundled SentencePiece tokenizer:
     ``<dir>/ckpt`` (iteration 4) and the tokenized data in ``<dir>/data``."""
-    tmp = tmp_path_factory.mktemp("textck")
-    res = run([sys.executable, "-m", "tokenization.build_demo_data", "--out", str(tmp / "data")], timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    run_train(str(ROOT / "recipes/tiny/stable.yaml"), [
-        "model.preset=tiny", "model.seq_length=64", f"data.mixture={tmp}/data/mixture.yaml",
-        "train.tokens=2048", "train.global_batch_size=8", "train.micro_batch_size=4", "train.eval_interval=0",
-        "schedule.warmup_tokens=0", f"checkpoint.save={tmp}/ckpt", "checkpoint.save_interval=0"])
-    return tmp
+    def build(tmp):
+        res = run([sys.executable, "-m", "tokenization.build_demo_data", "--out", str(tmp / "data")], timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        run_train(str(ROOT / "recipes/tiny/stable.yaml"), [
+            "model.preset=tiny", "model.seq_length=64", f"data.mixture={tmp}/data/mixture.yaml",
+            "train.tokens=2048", "train.global_batch_size=8", "train.micro_batch_size=4", "train.eval_interval=0",
+            "schedule.warmup_tokens=0", f"checkpoint.save={tmp}/ckpt", "checkpoint.save_interval=0"])
+    return shared_dir(tmp_path_factory, "textck", build)

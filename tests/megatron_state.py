@@ -56,8 +56,13 @@ def same_state(a: dict, b: dict) -> list[str]:
 
 
 @contextlib.contextmanager
-def megatron_in_process(seed: int = 1234):
-    """``runtime.distributed.initialize(1, 1, seed=seed)`` for the body; everything it set is undone after."""
+def megatron_in_process(seed: int = 1234, tp: int = 1, pp: int = 1):
+    """``runtime.distributed.initialize(tp, pp, seed=seed)`` for the body; everything it set is undone after.
+
+    In a single interpreter (tp = pp = 1) it brings up and tears down the world-1 process group too. Under a
+    distributed bucket (``tests/distributed/bucket.py``: torchrun ran pytest on every rank, which holds the
+    world's process group for the whole session) it creates this test's model-parallel groups on that world
+    and destroys them after, as Megatron-LM's unit tests do."""
     from megatron.core import num_microbatches_calculator as nmc
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import random as mcore_random
@@ -66,23 +71,27 @@ def megatron_in_process(seed: int = 1234):
     from megatron_octo.runtime import cpu
     from megatron_octo.runtime import distributed as rt
 
-    if dist.is_initialized() or ps.model_parallel_is_initialized():
+    bucket = dist.is_initialized() and dist.get_world_size() > 1
+    if ps.model_parallel_is_initialized() or (dist.is_initialized() and not bucket):
         raise RuntimeError("megatron_in_process: a process group is already up in this interpreter")
+    if not bucket and (tp, pp) != (1, 1):
+        raise RuntimeError(f"megatron_in_process: TP={tp} PP={pp} needs a distributed bucket (torchrun)")
     env = {k: os.environ.get(k) for k in RENDEZVOUS}
     redirect_was_active = cpu.is_active()
     rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    for k in RENDEZVOUS:  # a fresh rendezvous: never a port a previous test's store held
-        os.environ.pop(k, None)
+    if not bucket:
+        for k in RENDEZVOUS:  # a fresh rendezvous: never a port a previous test's store held
+            os.environ.pop(k, None)
     lean_forward.forget_gemm_choices()  # generation.gemm=auto measures afresh, as in a fresh process
     try:
-        rt.initialize(1, 1, seed=seed)
+        rt.initialize(tp, pp, seed=seed)
         yield
     finally:
         if ps.model_parallel_is_initialized():
             ps.destroy_model_parallel()
         ps.destroy_global_memory_buffer()
-        if dist.is_initialized():
+        if dist.is_initialized() and not bucket:
             dist.destroy_process_group()
         mcore_random.get_cuda_rng_tracker().reset()
         lean_forward.forget_gemm_choices()

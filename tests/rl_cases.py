@@ -1,7 +1,7 @@
 """RL workloads on a tiny megatron-core model, each run on the process group megatron is already set up with:
 in the test's own interpreter under tests/megatron_state.megatron_in_process (the single-process run) and,
-but for packed_update, under torchrun by their tests/scripts/*.py script (the multi-process run), so both
-runs execute the same code. Each returns what it observed; the tests judge it."""
+but for packed_update, in the distributed bucket under torchrun (tests/distributed/bucket.py: the
+multi-process run), so both runs execute the same code. Each returns what it observed; the tests judge it."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def reference_log_probs(full: torch.Tensor, labels: torch.Tensor, temperature: f
 def rollout_logprobs(tp: int) -> dict:
     """Rollout log-probs (megatron inference engine paths) vs the training forward's log-probs, and the
     vocab-parallel log-prob/entropy helpers vs a dense computation, on the process group megatron is set up
-    with (TP ``tp``, seed 11; tests/scripts/rl_logprob_check.py under torchrun, megatron_in_process at TP=1):
+    with (TP ``tp``, seed 11; tests/distributed/bucket.py at TP=2, megatron_in_process at TP=1):
     what tests/distributed/test_rl_logprobs.py asserts, the same on every rank.
 
     Rollouts at temperatures 1.0, 0.7 and 1.3 on the lean forward with the GEMM ``generation.gemm=auto`` chose
@@ -223,7 +223,7 @@ def rollout_logprobs(tp: int) -> dict:
 
 def pipeline_rollout_logprobs(pp: int, ckpt_dir: str) -> dict:
     """Rollouts and log-probs of a checkpoint at pipeline size ``pp`` (the process group megatron is set up
-    with, seed 11; tests/scripts/rl_pp_logprob_check.py under torchrun, megatron_in_process at PP=1): this
+    with, seed 11; tests/distributed/bucket.py at PP=2, megatron_in_process at PP=1): this
     rank's sampled tokens, the engine's log-probs and the training forward's log-probs and entropy
     (``rl.logprobs.pipeline_log_probs`` at PP > 1, the trainer's direct forward at PP = 1), for
     tests/distributed/test_rl_logprobs.py."""
@@ -389,8 +389,8 @@ def rl_validation(config: str, overrides: list) -> dict:
     (RLTrainer.setup initialises megatron itself, at the config's seed): the gathered greedy responses
     (``[text, tokens]`` per prompt, per validation set, as this rank got them back), the val/* metrics, how
     many validation prompts each rank's generator generated itself and whether every rank got the same
-    responses back (collectives: every rank calls it). tests/scripts/rl_validate_check.py under torchrun,
-    in-process at DP=1 (tests/distributed/test_rl_validation_dp.py). Generator.generate and
+    responses back (collectives: every rank calls it). tests/distributed/bucket.py at DP=2, in-process at
+    DP=1 (tests/distributed/test_rl_validation_dp.py). Generator.generate and
     trainer.generate_sharded are wrapped for the call only."""
     import torch.distributed as dist
 
@@ -426,3 +426,25 @@ def rl_validation(config: str, overrides: list) -> dict:
     dist.all_gather_object(every, gathered)
     return {"metrics": metrics, "responses": gathered, "generated_per_rank": counts,
             "ranks_agree": all(e == gathered for e in every)}
+
+
+VALIDATION_LIMIT = 5  # uneven over two ranks: they generate 3 and 2
+RL_RECIPE = str(ROOT / "recipes/tiny/rl_grpo.yaml")
+
+
+def write_validation_problems(path) -> str:
+    """Short problems (math500's longest exceed the tiny recipe's prompt room), one JSON line each."""
+    import json
+
+    with open(path, "w") as f:
+        f.write("".join(json.dumps({"question": f"What is {a} + {b}?", "answer": str(a + b)}) + "\n"
+                        for a, b in [(2, 3), (10, 7), (41, 1), (6, 6), (123, 877)]))
+    return str(path)
+
+
+def validation_overrides(ckpt, save, val) -> list:
+    """rl_validation's overrides of RL_RECIPE: the tiny model from ``ckpt``, greedy validation of
+    VALIDATION_LIMIT problems of ``val``."""
+    return ["model.preset=tiny", f"checkpoint.init_from={ckpt}", f"checkpoint.save={save}",
+            f"rl.val_benchmarks={val}", f"rl.val_limit={VALIDATION_LIMIT}", "rl.val_max_new_tokens=16",
+            "rl.prompts_per_step=2", "rl.mini_batch_prompts=2"]

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 
 import pytest
 
 from megatron_octo import planner as pl
 from megatron_octo.models.llama import PRESETS
-from tests.helpers import run
+from tests.distributed.bucket import COUNT_LAYOUTS, COUNT_SHAPES
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(300)]
 
-# The shapes of tests/scripts/planner_count_params.py.
+# The shapes the distributed bucket counts (tests/distributed/bucket.py: COUNT_SHAPES).
 SHAPES = {
     "tiny": PRESETS["tiny"],
     "tiny-tied-v300": dataclasses.replace(PRESETS["tiny-tied"], vocab_size=300),
@@ -26,11 +24,14 @@ LAYOUTS = {"tp2pp1": (2, 1), "tp1pp2": (1, 2)}
 
 
 @pytest.fixture(scope="module")
-def megatron_counts():
-    res = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "tests/scripts/planner_count_params.py"], timeout=240)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+def megatron_counts(rank_bucket):
+    """``"<shape>|<layout>|rank<R>" -> {"params", "stage", "tp_rank"}`` of real megatron-core GPTModels."""
+    assert set(COUNT_SHAPES) == set(SHAPES) and COUNT_LAYOUTS == LAYOUTS
+    counts = {}
+    for layout in LAYOUTS:
+        for rank, rows in enumerate(rank_bucket.result(f"test_parameter_counts[{layout}]", f"parameter_counts_{layout}")):
+            counts.update({f"{shape}|{layout}|rank{rank}": row for shape, row in rows.items()})
+    return counts
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

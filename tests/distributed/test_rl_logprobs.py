@@ -7,21 +7,13 @@ TP=2; at PP=2 the rollouts, log-probs and entropy equal PP=1's."""
 
 from __future__ import annotations
 
-import json
-import sys
-
 import pytest
 import torch
 
-from tests.helpers import run
 from tests.megatron_state import megatron_in_process
 from tests.rl_cases import pipeline_rollout_logprobs, rollout_logprobs
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(300)]
-
-
-def _torchrun(nproc: int) -> list:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
 
 
 def _in_process(workload, *args):
@@ -33,13 +25,11 @@ def _in_process(workload, *args):
 
 
 @pytest.mark.parametrize("tp", [1, 2])
-def test_rollout_logprobs_equal_forward(tp):
-    if tp == 1:  # in this interpreter; TP=2 under torchrun runs the same function (tests/rl_cases.py)
+def test_rollout_logprobs_equal_forward(tp, request):
+    if tp == 1:  # in this interpreter; TP=2 in the distributed bucket runs the same function (tests/rl_cases.py)
         r = _in_process(rollout_logprobs, tp)
-    else:
-        res = run([*_torchrun(tp), "tests/scripts/rl_logprob_check.py", str(tp)], timeout=280)
-        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-        r = json.loads(next(line[7:] for line in res.stdout.splitlines() if line.startswith("RESULT ")))
+    else:  # rank 0's, as the torchrun script printed it before the bucket
+        r = request.getfixturevalue("rank_bucket").result("test_rollout_logprobs_tp2")[0]
     assert r["tp"] == tp and r["tokens"] > 0, r  # something was generated
     assert r["shared_prefix_tokens"] >= 32, r  # the few-shot prompts' prefix was computed once (lean forward)
     assert r["log_prob_length_mismatches"] == [], r  # one engine log-prob per generated token
@@ -75,20 +65,12 @@ def test_rollout_logprobs_equal_forward(tp):
     assert r["cached_rope_layers"] > 0 and r["rope_tokens_equal"] and r["max_dlogp_rope"] <= 1e-5, r
 
 
-def _pp_results(ckpt_dir, pp, out_dir):
-    out_dir.mkdir()
-    res = run([*_torchrun(pp), "tests/scripts/rl_pp_logprob_check.py", str(pp), str(ckpt_dir), str(out_dir)],
-              timeout=280)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    return [json.loads(p.read_text()) for p in sorted(out_dir.glob("result-*.json"))]
-
-
-def test_pp2_rollouts_and_logprobs_equal_pp1(tiny_text_checkpoint, tmp_path):
+def test_pp2_rollouts_and_logprobs_equal_pp1(tiny_text_checkpoint, rank_bucket):
     """At PP=2 (the last stage's logits broadcast to the first) every rank samples the same tokens as
     PP=1, and the pipeline schedule's log-probs and entropy equal PP=1's (<= 1e-5). PP=1 runs in this
-    interpreter, PP=2 under torchrun, the same function (tests/rl_cases.py)."""
+    interpreter, PP=2 in the distributed bucket, the same function (tests/rl_cases.py)."""
     one = _in_process(pipeline_rollout_logprobs, 1, str(tiny_text_checkpoint / "ckpt"))
-    two = _pp_results(tiny_text_checkpoint / "ckpt", 2, tmp_path / "pp2")
+    two = rank_bucket.result("test_pipeline_rollout_logprobs_pp2")
     assert sorted(r["rank"] for r in two) == [0, 1]
     assert sum(len(t) for t in one["tokens"]) > 0, one  # something was generated
     for r in two:
