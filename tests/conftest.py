@@ -165,3 +165,66 @@ def tiny_text_checkpoint(tmp_path_factory):
             "train.tokens=2048", "train.global_batch_size=8", "train.micro_batch_size=4", "train.eval_interval=0",
             "schedule.warmup_tokens=0", f"checkpoint.save={tmp}/ckpt", "checkpoint.save_interval=0"])
     return shared_dir(tmp_path_factory, "textck", build)
+
+
+@pytest.fixture(scope="session")
+def hf_imported(tmp_path_factory) -> dict:
+    """The HF-imported family: a tiny random Llama saved by transformers in 150 KB shards (``hf``: GQA, tied
+    embeddings, llama3 RoPE scaling, a 300-token vocabulary that needs padding) and its imports by
+    tools/convert_from_hf.py at TP=1 (``tp1``: vocabulary padded to 384) and TP=2 (``tp2``: to 512), with the
+    tool's output (``stdout_tp1``, ``stdout_tp2``). Read only."""
+    from tests.hf_cases import from_hf, make_hf_model
+
+    def build(d):
+        hf = make_hf_model(d / "hf", max_shard_size="150KB")
+        for tp in (1, 2):
+            res = from_hf(hf, "--out", d / f"mg_tp{tp}", *(["--tp", "2"] if tp == 2 else []))
+            (d / f"mg_tp{tp}.stdout").write_text(res.stdout)
+
+    d = shared_dir(tmp_path_factory, "hf", build)
+    return {"hf": d / "hf", "tp1": d / "mg_tp1", "tp2": d / "mg_tp2",
+            "stdout_tp1": (d / "mg_tp1.stdout").read_text(), "stdout_tp2": (d / "mg_tp2.stdout").read_text()}
+
+
+def rl_family_run(tmp_path_factory, algorithm: str, overrides: list) -> dict:
+    """``python -m megatron_octo.rl`` with recipes/tiny/rl_<algorithm>.yaml and ``overrides``, once per test run,
+    a checkpoint after each step: ``save`` (the run's directory) and ``stdout``."""
+    def build(d):
+        res = run_train(str(ROOT / f"recipes/tiny/rl_{algorithm}.yaml"), [
+            *overrides, "rl.save_interval=1", f"checkpoint.save={d / 'run'}"], timeout=400, module="megatron_octo.rl")
+        (d / "stdout.txt").write_text(res.stdout)
+
+    d = shared_dir(tmp_path_factory, algorithm, build)
+    return {"save": d / "run", "stdout": (d / "stdout.txt").read_text()}
+
+
+def grpo_overrides(init_from) -> list[str]:
+    """The GRPO family's run (recipes/tiny/rl_grpo.yaml): 2 steps of 4 prompts x 4 samples of <= 24 tokens from
+    ``init_from``, two mini-batches, and a dense test reward (the share of digits) so that an untrained model's
+    samples score differently within a group and the update is real."""
+    return ["model.preset=tiny", f"checkpoint.init_from={init_from}",
+            f"rl.reward_fn={ROOT}/tests/scripts/rl_test_reward.py:digit_share",
+            "rl.steps=2", "rl.val_interval=0", "rl.max_response_length={0: 24}", "rl.lr=1e-3",
+            "rl.prompts_per_step=4", "rl.samples_per_prompt=4", "rl.mini_batch_prompts=2"]
+
+
+@pytest.fixture(scope="session")
+def grpo_run(tiny_text_checkpoint, tmp_path_factory) -> dict:
+    """The GRPO family: ``python -m megatron_octo.rl`` with ``grpo_overrides`` from the pretraining family's
+    checkpoint, a checkpoint after each step (``save``), its output (``stdout``). Read only."""
+    return rl_family_run(tmp_path_factory, "grpo", grpo_overrides(tiny_text_checkpoint / "ckpt"))
+
+
+def ppo_overrides(init_from) -> list[str]:
+    """The PPO family's run (recipes/tiny/rl_ppo.yaml): 3 steps of the tiny RL set-up (helpers.tiny_rl_overrides)
+    from ``init_from``, with a critic lr that visibly moves the critic."""
+    from tests.helpers import tiny_rl_overrides
+
+    return [*tiny_rl_overrides(init_from), "rl.critic_lr=1e-3", "rl.steps=3"]
+
+
+@pytest.fixture(scope="session")
+def ppo_run(tiny_text_checkpoint, tmp_path_factory) -> dict:
+    """The PPO family: ``python -m megatron_octo.rl`` (PPO) with ``ppo_overrides`` from the pretraining family's
+    checkpoint, a checkpoint after each step (``save``), its output (``stdout``). Read only."""
+    return rl_family_run(tmp_path_factory, "ppo", ppo_overrides(tiny_text_checkpoint / "ckpt"))

@@ -91,6 +91,15 @@ def test_rl_validation_dp2():
     save("rl_validation_dp2", result)
 
 
+def test_hf_logits_tp2():
+    from tests.hf_cases import hf_logits
+
+    args = inputs()
+    with megatron_in_process(seed=0, tp=2):
+        rc, lines = hf_logits(args["hf"], args["hf_tp2"], greedy_tokens=6)
+    save("hf_logits_tp2", {"rc": rc, "lines": lines})
+
+
 def _count(shape_overrides, tp, pp) -> dict:
     """Parameter elements on this rank of a real megatron-core GPTModel (bf16, allocated, not initialised)."""
     from megatron.core import parallel_state as ps

@@ -48,12 +48,13 @@ class RankBucket:
 
 
 @pytest.fixture(scope="session")
-def rank_bucket(tiny_text_checkpoint, tmp_path_factory) -> RankBucket:
+def rank_bucket(tiny_text_checkpoint, hf_imported, tmp_path_factory) -> RankBucket:
     """tests/distributed/bucket.py run once per test run (whatever the xdist worker count) under torchrun."""
     def build(out: Path):
         (out / "inputs.json").write_text(json.dumps({
             "ckpt": str(tiny_text_checkpoint / "ckpt"), "rl_recipe": RL_RECIPE,
-            "val": write_validation_problems(out / "val.jsonl")}))
+            "val": write_validation_problems(out / "val.jsonl"),
+            "hf": str(hf_imported["hf"]), "hf_tp2": str(hf_imported["tp2"])}))
         res = run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}",
                    "-m", "tests.distributed.bucket", str(out)], timeout=1200)
         (out / "launch.txt").write_text(f"exit {res.returncode}\n--- stdout\n{res.stdout[-6000:]}\n"

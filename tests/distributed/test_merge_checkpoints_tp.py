@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from megatron_octo.checkpoint.save_load import read_trainer_state, resolve_checkpoint
-from tests.e2e.test_hf_roundtrip import from_hf, make_hf_model
 from tests.helpers import ROOT, checkpoint_tensors, run, run_train, tiny_recipe, write_indexed_dataset
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(900)]
@@ -55,13 +54,11 @@ def test_tp2_checkpoints_merge_like_their_tp1_reshards(tmp_path):
     assert_bitwise(m1, {k: (a[k].double() * 0.25 + b[k].double() * 0.75).float() for k in a})
 
 
-def test_tp2_import_with_a_wider_vocab_padding_merges_to_the_tp1_import(tmp_path):
-    # Vocabulary 300: padded to 384 rows at TP=1 (multiple of 128) and 512 at TP=2 (of 256), tied embeddings.
-    hf = make_hf_model(tmp_path / "hf", seed=3)
-    from_hf(hf, "--out", tmp_path / "tp1")
-    from_hf(hf, "--out", tmp_path / "tp2", "--tp", "2")
-    assert model_tensors(tmp_path / "tp2")["embedding.word_embeddings.weight"].shape[0] == 512
-    merge(tmp_path / "tp2", tmp_path / "tp2", "--out", tmp_path / "m")
-    merged, tp1 = model_tensors(tmp_path / "m"), model_tensors(tmp_path / "tp1")
+def test_tp2_import_with_a_wider_vocab_padding_merges_to_the_tp1_import(hf_imported, tmp_path):
+    # Vocabulary 300: padded to 384 rows at TP=1 (multiple of 128) and 512 at TP=2 (of 256), tied embeddings
+    # (the session's imports of one HF model, tests/conftest.py: hf_imported).
+    assert model_tensors(hf_imported["tp2"])["embedding.word_embeddings.weight"].shape[0] == 512
+    merge(hf_imported["tp2"], hf_imported["tp2"], "--out", tmp_path / "m")
+    merged, tp1 = model_tensors(tmp_path / "m"), model_tensors(hf_imported["tp1"])
     assert tp1["embedding.word_embeddings.weight"].shape[0] == 384 and "output_layer.weight" not in tp1
     assert_bitwise(merged, tp1)

@@ -17,72 +17,22 @@ import pytest
 import torch
 
 from tests.helpers import ROOT, run, run_train, tiny_recipe, write_indexed_dataset
-from tests.hf_cases import hf_logits
+from tests.hf_cases import VOCAB, from_hf, hf_logits, hf_tensors, make_hf_model, to_hf
 from tests.megatron_state import megatron_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-VOCAB = 300
-
-
-def tiny_hf_config(**changes):
-    from transformers import LlamaConfig
-
-    kw = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=131072, rms_norm_eps=1e-6, tie_word_embeddings=True,
-              rope_theta=500000.0, initializer_range=0.1,
-              rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                            "original_max_position_embeddings": 8192})
-    kw.update(changes)
-    return LlamaConfig(**kw)
-
-
-def make_hf_model(path, seed=0, max_shard_size=None, **changes):
-    from transformers import LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_hf_config(**changes))
-    kw = {"max_shard_size": max_shard_size} if max_shard_size else {}
-    model.save_pretrained(str(path), **kw)
-    return path
-
-
-def hf_tensors(path) -> dict:
-    from megatron_octo.models.hf_io import HFWeights
-
-    w = HFWeights(str(path))
-    return {n: w.get(n) for n in w.names()}
-
-
-def from_hf(*args, timeout=180, expect_rc=0):
-    res = run([sys.executable, "tools/convert_from_hf.py", *map(str, args)], timeout=timeout)
-    assert res.returncode == expect_rc, res.stdout[-3000:] + res.stderr[-3000:]
-    return res
-
-
-def to_hf(*args, timeout=120, expect_rc=0):
-    res = run([sys.executable, "tools/convert_to_hf.py", *map(str, args)], timeout=timeout)
-    assert res.returncode == expect_rc, res.stdout[-3000:] + res.stderr[-3000:]
-    return res
-
-
-def logits_check(hf_dir, ckpt, *extra, nproc=1, timeout=150):
-    """tests/hf_cases.hf_logits's ``key: text`` lines: at TP=1 in this interpreter (megatron set up at the
-    script's seed 0, one thread as under OMP_NUM_THREADS=1), else tests/scripts/hf_logits.py under torchrun."""
-    if nproc == 1:
-        flags = list(map(str, extra))
-        greedy_tokens = int(flags[flags.index("--greedy") + 1]) if "--greedy" in flags else 0
-        assert set(flags) <= {"--control", "--greedy", str(greedy_tokens)}, flags
-        with megatron_in_process(seed=0):
-            torch.set_num_threads(1)  # restored after
-            rc, lines = hf_logits(str(hf_dir), str(ckpt), greedy_tokens, "--control" in flags)
-        assert rc == 0, lines
-        return lines
-    script = str(ROOT / "tests" / "scripts" / "hf_logits.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", script]
-    res = run(cmd + [str(hf_dir), str(ckpt), *map(str, extra)], timeout=timeout)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line and " " not in line.split("=")[0])
+def logits_check(hf_dir, ckpt, *extra):
+    """tests/hf_cases.hf_logits's ``key: text`` lines at TP=1 in this interpreter (megatron set up at seed 0, one
+    thread as under OMP_NUM_THREADS=1); TP=2 runs in the distributed bucket (tests/distributed/bucket.py)."""
+    flags = list(map(str, extra))
+    greedy_tokens = int(flags[flags.index("--greedy") + 1]) if "--greedy" in flags else 0
+    assert set(flags) <= {"--control", "--greedy", str(greedy_tokens)}, flags
+    with megatron_in_process(seed=0):
+        torch.set_num_threads(1)  # restored after
+        rc, lines = hf_logits(str(hf_dir), str(ckpt), greedy_tokens, "--control" in flags)
+    assert rc == 0, lines
+    return lines
 
 
 def _load_tool(name):
@@ -90,14 +40,12 @@ def _load_tool(name):
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory):
-    """A sharded tiny HF Llama and its TP=1 import."""
-    tmp = tmp_path_factory.mktemp("hf")
-    hf = make_hf_model(tmp / "hf", max_shard_size="150KB")
-    assert (hf / "model.safetensors.index.json").is_file()  # the sharded input path is exercised
-    res = from_hf(hf, "--out", tmp / "mg_tp1")
-    assert "vocab 300 padded to 384, tied=True, rope_scaling_factor=32" in res.stdout
-    return {"tmp": tmp, "hf": hf, "ckpt": tmp / "mg_tp1"}
+def imported(hf_imported, tmp_path_factory):
+    """The session's sharded tiny HF Llama and its TP=1 import (tests/conftest.py: hf_imported), read only;
+    ``tmp`` for what the tests write."""
+    assert (hf_imported["hf"] / "model.safetensors.index.json").is_file()  # the sharded input path is exercised
+    assert "vocab 300 padded to 384, tied=True, rope_scaling_factor=32" in hf_imported["stdout_tp1"]
+    return {"tmp": tmp_path_factory.mktemp("hf"), "hf": hf_imported["hf"], "ckpt": hf_imported["tp1"]}
 
 
 def test_import_tp1_logits_equal_transformers(imported):

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
+from tests.conftest import grpo_overrides
 from tests.helpers import ROOT, read_metrics, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -23,15 +24,9 @@ def _rl(overrides, nproc=1, timeout=400):
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_text_checkpoint):
-    tmp = tiny_text_checkpoint
-    # A dense custom reward (share of digits): an untrained model gets different scores within a
-    # group, so advantages are non-zero and the update is real.
-    common = ["model.preset=tiny", f"checkpoint.init_from={tmp}/ckpt",
-              f"rl.reward_fn={ROOT}/tests/scripts/rl_test_reward.py:digit_share",
-              "rl.steps=2", "rl.val_interval=0", "rl.max_response_length={0: 24}", "rl.lr=1e-3",
-              "rl.prompts_per_step=4", "rl.samples_per_prompt=4", "rl.mini_batch_prompts=2"]
-    return tmp, common
+def setup(tiny_text_checkpoint, tmp_path_factory):
+    """A directory for this module's runs and the GRPO family's overrides (tests/conftest.py)."""
+    return tmp_path_factory.mktemp("rl"), grpo_overrides(tiny_text_checkpoint / "ckpt")
 
 
 def _steps(path):
@@ -39,12 +34,10 @@ def _steps(path):
     return {r["iteration"]: keep(r) for r in read_metrics(path / "tensorboard") if "critic/score/mean" in r}
 
 
-def test_grpo_runs_learns_and_resumes_identically(setup):
+def test_grpo_runs_learns_and_resumes_identically(setup, grpo_run):
     tmp, common = setup
-    full = tmp / "rl_full"
-    res = _rl([*common, f"checkpoint.save={full}"])
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    assert "rl step     2/2" in res.stdout
+    full = grpo_run["save"]  # the GRPO family's run: these overrides, a checkpoint after each step
+    assert "rl step     2/2" in grpo_run["stdout"]
     st = read_trainer_state(latest_checkpoint(str(full)))
     assert st.stage == "rl" and st.stage_iteration == 2 and st.consumed_samples == 8
     a = _steps(full)
@@ -61,13 +54,13 @@ def test_grpo_runs_learns_and_resumes_identically(setup):
     assert a == b
 
 
-def test_tp2_rl_step_equals_tp1(setup):
+def test_tp2_rl_step_equals_tp1(setup, grpo_run):
     tmp, common = setup
-    one, two = tmp / "rl_tp1", tmp / "rl_tp2"
-    assert _rl([*common, "rl.steps=1", f"checkpoint.save={one}"]).returncode == 0
+    two = tmp / "rl_tp2"
+    # TP=1: step 1 of the GRPO family's run (a 1-step run logs the same step 1: the resume test above)
     res = _rl([*common, "rl.steps=1", "parallel.tp=2", f"checkpoint.save={two}"], nproc=2)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    a, b = _steps(one)[1], _steps(two)[1]
+    a, b = _steps(grpo_run["save"])[1], _steps(two)[1]
     for key in ("critic/score/mean", "response_length/mean", "response_length/max", "groups/removed"):
         assert a[key] == b[key], key
     for key in ("actor/pg_loss", "actor/entropy", "actor/grad_norm", "actor/ppo_kl"):

@@ -28,23 +28,24 @@ def _steps(path):
 
 def _variant_steps(dapo_run, name: str, *extra: str) -> tuple[dict, dict]:
     """The fixture run's per-step metrics and those of the same run with ``extra`` overrides."""
-    tmp, out = dapo_run
-    res = _rl([*tiny_rl_overrides(f"{tmp}/ckpt"), *DAPO, *extra, f"checkpoint.save={tmp / name}"])
+    tmp, out, ckpt = dapo_run
+    res = _rl([*tiny_rl_overrides(ckpt), *DAPO, *extra, f"checkpoint.save={tmp / name}"])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     return _steps(out), _steps(tmp / name)
 
 
 @pytest.fixture(scope="module")
-def dapo_run(tiny_text_checkpoint):
-    tmp = tiny_text_checkpoint
+def dapo_run(tiny_text_checkpoint, tmp_path_factory):
+    """This module's directory, the DAPO run's save directory and the checkpoint it started from."""
+    tmp, ckpt = tmp_path_factory.mktemp("dapo"), tiny_text_checkpoint / "ckpt"
     out = tmp / "rl_dapo"
-    res = _rl([*tiny_rl_overrides(f"{tmp}/ckpt"), *DAPO, f"checkpoint.save={out}"])
+    res = _rl([*tiny_rl_overrides(ckpt), *DAPO, f"checkpoint.save={out}"])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    return tmp, out
+    return tmp, out, ckpt
 
 
 def test_rollout_logprob_diff_is_logged_and_below_1e_5_on_cpu(dapo_run):
-    _, out = dapo_run
+    _, out, _ = dapo_run
     steps = _steps(out)
     assert set(steps) == {1, 2}
     for m in steps.values():
@@ -66,7 +67,7 @@ def test_rollout_logprob_diff_at_temperature_0_7(dapo_run):
 
 
 def test_dynamic_sampling_refills_and_accounts_for_the_prompts_drawn(dapo_run):
-    _, out = dapo_run
+    _, out, _ = dapo_run
     steps = _steps(out)
     rounds = 0
     for m in steps.values():

@@ -6,7 +6,8 @@
 - a TP=2 step (torchrun, 2 processes) equals the TP=1 step: rollouts, critic values, GAE, losses,
   and the updated actor and critic weights.
 
-One 3-step TP=1 run (checkpoints after every step) serves as the reference of all three.
+One 3-step TP=1 run (checkpoints after every step), the session's PPO family (tests/conftest.py: ppo_run), serves
+as the reference of all three.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pytest
 import torch
 
 from megatron_octo.checkpoint.save_load import TRACKER, iter_dir_name, latest_checkpoint, read_trainer_state
-from tests.helpers import ROOT, checkpoint_tensors, read_metrics, run, run_train, tiny_rl_overrides
+from tests.conftest import ppo_overrides
+from tests.helpers import ROOT, checkpoint_tensors, read_metrics, run, run_train
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -37,18 +39,16 @@ def _rl(overrides, nproc=1):
 
 
 @pytest.fixture(scope="module")
-def ppo_run(tiny_text_checkpoint):
-    """3 PPO steps at TP=1 with a checkpoint after each; a critic lr that visibly moves the critic."""
-    tmp = tiny_text_checkpoint
-    common = [*tiny_rl_overrides(tmp / "ckpt"), "rl.critic_lr=1e-3", "rl.steps=3"]
-    full = tmp / "ppo_full"
-    res = _rl([*common, "rl.save_interval=1", f"checkpoint.save={full}"])
-    assert "RL (ppo)" in res.stdout and "rl step     3/3" in res.stdout
-    return tmp, common, full, _steps(full)
+def ppo(ppo_run, tiny_text_checkpoint, tmp_path_factory):
+    """This module's directory, the PPO family's overrides, its run (3 PPO steps at TP=1, a checkpoint after
+    each) and that run's per-step metrics."""
+    assert "RL (ppo)" in ppo_run["stdout"] and "rl step     3/3" in ppo_run["stdout"]
+    return (tmp_path_factory.mktemp("ppo"), ppo_overrides(tiny_text_checkpoint / "ckpt"), ppo_run["save"],
+            _steps(ppo_run["save"]))
 
 
-def test_ppo_resumes_identically_and_exports_the_actor(ppo_run):
-    tmp, common, full, a = ppo_run
+def test_ppo_resumes_identically_and_exports_the_actor(ppo):
+    tmp, common, full, a = ppo
     assert set(a) == {1, 2, 3}
     for m in a.values():
         assert all(m[key] == m[key] for key in CRITIC_KEYS)  # present and not NaN
@@ -83,8 +83,8 @@ def test_ppo_resumes_identically_and_exports_the_actor(ppo_run):
 
 
 @pytest.mark.distributed
-def test_tp2_ppo_step_equals_tp1(ppo_run):
-    tmp, common, full, steps = ppo_run
+def test_tp2_ppo_step_equals_tp1(ppo, tiny_text_checkpoint):
+    tmp, common, full, steps = ppo
     two = tmp / "ppo_tp2"
     _rl([*common, "rl.steps=1", "parallel.tp=2", f"checkpoint.save={two}"], nproc=2)
     a, b = steps[1], _steps(two)[1]
@@ -100,7 +100,7 @@ def test_tp2_ppo_step_equals_tp1(ppo_run):
     prefixes = ("critic.", "embedding.", "decoder.", "output_layer.")
     w1 = checkpoint_tensors(full / iter_dir_name(1), prefixes)
     w2 = checkpoint_tensors(latest_checkpoint(str(two)), prefixes)
-    w0 = checkpoint_tensors(latest_checkpoint(str(tmp / "ckpt")), prefixes)
+    w0 = checkpoint_tensors(latest_checkpoint(str(tiny_text_checkpoint / "ckpt")), prefixes)
     head = "critic.output_layer.weight"
     assert set(w1) == set(w2) and "critic.decoder.final_layernorm.weight" in w1 and w1[head].shape == (1, 64)
     assert torch.allclose(w1[head], w2[head], rtol=1e-4, atol=1e-6)

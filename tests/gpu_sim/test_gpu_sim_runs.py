@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from tests.e2e.test_hf_roundtrip import hf_tensors, make_hf_model
+from tests.hf_cases import hf_tensors, make_hf_model
 from tests.helpers import (ROOT, env_for_subprocess, read_metrics, run, tiny_recipe, tiny_rl_overrides,
                            train_cmd, write_indexed_dataset)
 
@@ -94,16 +94,16 @@ def _rl_steps(save) -> dict:
     return {r["iteration"]: r for r in read_metrics(save / "tensorboard") if "critic/score/mean" in r}
 
 
-def test_grpo_step_tp2(tiny_text_checkpoint):
-    save = tiny_text_checkpoint / "sim_grpo"
+def test_grpo_step_tp2(tiny_text_checkpoint, tmp_path):
+    save = tmp_path / "sim_grpo"
     _sim(_rl("grpo", [*tiny_rl_overrides(tiny_text_checkpoint / "ckpt"), "rl.steps=1", "parallel.tp=2",
                       f"checkpoint.save={save}"], nproc=2), timeout=400)
     step = _rl_steps(save)[1]
     assert step["actor/grad_norm"] > 0 and step["sim/sync"] > 0
 
 
-def test_ppo_step_dp2_with_reference_and_resume(tiny_text_checkpoint):
-    save = tiny_text_checkpoint / "sim_ppo"
+def test_ppo_step_dp2_with_reference_and_resume(tiny_text_checkpoint, tmp_path):
+    save = tmp_path / "sim_ppo"
     common = [*tiny_rl_overrides(tiny_text_checkpoint / "ckpt"), "rl.kl_coef=0.01", "rl.critic_warmup_steps=0",
               f"checkpoint.save={save}"]
     _sim(_rl("ppo", [*common, "rl.steps=1"], nproc=2), timeout=400)
@@ -114,8 +114,8 @@ def test_ppo_step_dp2_with_reference_and_resume(tiny_text_checkpoint):
     assert all(s["critic/vf_loss"] is not None and s["actor/grad_norm"] > 0 for s in steps.values())
 
 
-def test_eval_generation(tiny_text_checkpoint):
-    out = tiny_text_checkpoint / "sim_eval"
+def test_eval_generation(tiny_text_checkpoint, tmp_path):
+    out = tmp_path / "sim_eval"
     _sim([sys.executable, "-m", "megatron_octo.eval", "--checkpoint", str(tiny_text_checkpoint / "ckpt"),
           "--benchmarks", "gsm8k", "--limit", "2", "--max-new-tokens", "16", "--out", str(out)])
     rows = [json.loads(line) for line in open(out / "gsm8k.jsonl")]
