@@ -45,7 +45,7 @@ rl-demo-seeds: $(STAMP)
 # unit of work, tests/conftest.py); the summary ends with each tier's wall time.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra --durations=25 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder tests
+	$(BIN)/python -m pytest -q -ra --durations=25 -n $(TEST_WORKERS) --no-loadscope-reorder tests
 
 # The in-process tier (tests/unit, < 3 min): no interpreter, torchrun or CLI is started; a test there
 # that starts a process fails (tests/conftest.py).

@@ -5,7 +5,7 @@ tests may not start a process, and the guard below fails any that tries. Every o
 are marked ``process`` (they start interpreters, torchrun or the real CLIs) plus their folder's own
 marker, so ``-m "not process"`` selects exactly the in-process tier.
 
-``make test`` runs on pytest-xdist workers (``-n 2 --dist loadgroup``): a module is one unit of work (its
+``make test`` runs on pytest-xdist workers (``-n 2``, TierScheduling): a module is one unit of work (its
 module fixtures are built once), the Slurm modules one unit together (they start and stop the one
 cluster), the slowest tiers first so the in-process tier's many small modules fill the end. Session
 fixtures that train something are built once per run whatever the worker count (``shared_dir``).
@@ -42,10 +42,31 @@ def tier_of(path) -> str:
 
 # The order tiers run in: the longest units first, so that two workers end together.
 TIER_ORDER = ("slurm", "e2e", "reliability", "distributed", "gpu_sim", "process", "unit")
-SHARED_GROUPS = {"slurm": "slurm"}  # tier -> one xdist group for all its modules
+SHARED_UNITS = ("slurm",)  # tiers whose modules are one unit of work together
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group markers
+def unit_of_work(nodeid: str) -> str:
+    """The xdist unit of work a test belongs to: its module, or its tier for SHARED_UNITS."""
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 and parts[1] in SHARED_UNITS else path
+
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # without pytest-xdist `make test` cannot run; `pytest tests` still can, serially
+    pass
+else:
+    class TierScheduling(LoadScopeScheduling):
+        """xdist's load-by-scope scheduling with unit_of_work as the scope (a module, or all the Slurm tests)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of_work(nodeid)
+
+    def pytest_xdist_make_scheduler(config, log):
+        return TierScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         tier = tier_of(item.path)
@@ -53,7 +74,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("process")
         for name in TIER_MARKERS[tier]:
             item.add_marker(name)
-        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(tier, item.path.relative_to(TESTS).as_posix())))
     rank = {tier: i for i, tier in enumerate(TIER_ORDER)}
     items.sort(key=lambda item: rank[tier_of(item.path)])  # stable: module and test order kept within a tier
 

@@ -53,3 +53,14 @@ def test_a_process_started_in_the_in_process_tier_fails_naming_the_test(request)
         multiprocessing.get_context("spawn").Process(target=print).start()
     with pytest.raises(ProcessLaunchInInProcessTier):
         multiprocessing.get_context("fork").Process(target=print).start()
+
+
+def test_units_of_work_are_modules_but_the_slurm_tier_is_one():
+    from tests.conftest import union_seconds, unit_of_work
+
+    assert unit_of_work("tests/e2e/test_demo.py::test_x[a::b]") == "tests/e2e/test_demo.py"
+    assert unit_of_work("tests/unit/test_config.py::TestA::test_b") == "tests/unit/test_config.py"
+    # the Slurm modules start and stop one cluster: never two of them at once on two workers
+    assert unit_of_work("tests/slurm/test_sbatch.py::test_a") == unit_of_work("tests/slurm/test_two_nodes.py::t")
+    # a tier's wall time: overlapping spans of two workers count once, gaps not at all
+    assert union_seconds([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == 4.0
