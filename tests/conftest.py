@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import multiprocessing.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -165,7 +166,6 @@ def shared_dir(tmp_path_factory, name: str, build) -> Path:
     with FileLock(str(root / f"shared-{name}.lock")):
         if not done.exists():
             if out.exists():  # a build that failed on another worker: start over
-                import shutil
                 shutil.rmtree(out)
             out.mkdir()
             build(out)

@@ -27,10 +27,9 @@ class RankBucket:
             if not path.is_file():
                 continue
             for case in ET.parse(path).getroot().iter("testcase"):
-                bad = next((c for c in case if c.tag in ("failure", "error")), None)
-                skipped = next((c for c in case if c.tag == "skipped"), None)
-                text = None if bad is None and skipped is None else \
-                    f"{(bad if bad is not None else skipped).get('message', '')}\n{(bad if bad is not None else skipped).text or ''}"
+                # a failure, an error or a skip: anything but a pass fails the outer test
+                bad = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
+                text = None if bad is None else f"{bad.tag}: {bad.get('message', '')}\n{bad.text or ''}"
                 self.outcomes.setdefault(case.get("name"), {})[rank] = text
 
     def result(self, test: str, name: str | None = None) -> list:

@@ -64,3 +64,31 @@ def test_units_of_work_are_modules_but_the_slurm_tier_is_one():
     assert unit_of_work("tests/slurm/test_sbatch.py::test_a") == unit_of_work("tests/slurm/test_two_nodes.py::t")
     # a tier's wall time: overlapping spans of two workers count once, gaps not at all
     assert union_seconds([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == 4.0
+
+
+def test_shared_dir_builds_once_and_starts_over_after_a_failed_build(tmp_path, monkeypatch):
+    from tests.conftest import shared_dir
+
+    class Factory:  # tmp_path_factory's one method shared_dir uses
+        def getbasetemp(self):
+            return tmp_path / "popen-gw0"
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    (tmp_path / "popen-gw0").mkdir()
+    builds = []
+
+    def failing(d):
+        (d / "half").write_text("x")
+        raise RuntimeError("build failed")
+
+    with pytest.raises(RuntimeError, match="build failed"):
+        shared_dir(Factory(), "fam", failing)
+
+    def build(d):
+        builds.append(sorted(p.name for p in d.iterdir()))  # what a failed build left: nothing
+        (d / "ckpt").write_text("weights")
+
+    first = shared_dir(Factory(), "fam", build)
+    second = shared_dir(Factory(), "fam", build)  # another worker: same directory, no second build
+    assert first == second == tmp_path / "shared-fam"  # in the run's common directory, not the worker's
+    assert builds == [[]] and (first / "ckpt").read_text() == "weights"
