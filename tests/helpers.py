@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +56,24 @@ def run(cmd: list[str], timeout: float, cwd=None, env=None) -> subprocess.Comple
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def run_main(main, argv: list, capsys) -> subprocess.CompletedProcess:
-    """A CLI's ``main(argv) -> int`` in this process, its output captured: what ``run`` returns for the
-    same command, without an interpreter start (for CLIs that leave no global state behind)."""
+def run_main(main, argv: list) -> subprocess.CompletedProcess:
+    """A CLI's ``main(argv) -> int`` in this process, what it prints to ``sys.stdout`` / ``sys.stderr``
+    captured: what ``run`` returns for the same command, without an interpreter start (for CLIs that leave
+    no global state behind; megatron's CLIs go through ``tests.megatron_state.run_cli_in_process``)."""
     argv = [str(a) for a in argv]
-    capsys.readouterr()  # drop what came before
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse errors and explicit exits
-        rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, rc, captured.out, captured.err)
+    # Files rather than StringIO: they have a fileno, as a process's streams do (megatron's inference
+    # package calls faulthandler.enable() on sys.stderr when first imported).
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main(argv)
+            except SystemExit as exc:  # argparse errors and explicit exits
+                rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        texts = []
+        for f in (out, err):
+            f.seek(0)
+            texts.append(f.read())
+    return subprocess.CompletedProcess(argv, rc, *texts)
 
 
 def train_cmd(config: str, overrides: list[str], nproc: int = 1, module: str = "megatron_octo.train") -> list[str]:

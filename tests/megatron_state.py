@@ -11,8 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
+import subprocess
+from typing import Optional
 
 import numpy as np
+import psutil
 import torch
 import torch.distributed as dist
 
@@ -56,26 +60,17 @@ def same_state(a: dict, b: dict) -> list[str]:
 
 
 @contextlib.contextmanager
-def megatron_in_process(seed: int = 1234, tp: int = 1, pp: int = 1):
-    """``runtime.distributed.initialize(tp, pp, seed=seed)`` for the body; everything it set is undone after.
-
-    In a single interpreter (tp = pp = 1) it brings up and tears down the world-1 process group too. Under a
-    distributed bucket (``tests/distributed/bucket.py``: torchrun ran pytest on every rank, which holds the
-    world's process group for the whole session) it creates this test's model-parallel groups on that world
-    and destroys them after, as Megatron-LM's unit tests do."""
+def restored_interpreter(bucket: bool = False):
+    """Whatever megatron set up in the body (process group unless ``bucket``, parallel state, memory buffer,
+    RNG tracker, microbatch calculator, the CPU redirect, the lean forward's GEMM choices) is torn down after
+    it, and the random states, default dtype, thread count and rendezvous variables are given back."""
     from megatron.core import num_microbatches_calculator as nmc
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import random as mcore_random
 
     from megatron_octo.models import lean_forward
     from megatron_octo.runtime import cpu
-    from megatron_octo.runtime import distributed as rt
 
-    bucket = dist.is_initialized() and dist.get_world_size() > 1
-    if ps.model_parallel_is_initialized() or (dist.is_initialized() and not bucket):
-        raise RuntimeError("megatron_in_process: a process group is already up in this interpreter")
-    if not bucket and (tp, pp) != (1, 1):
-        raise RuntimeError(f"megatron_in_process: TP={tp} PP={pp} needs a distributed bucket (torchrun)")
     env = {k: os.environ.get(k) for k in RENDEZVOUS}
     redirect_was_active = cpu.is_active()
     rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
@@ -85,7 +80,6 @@ def megatron_in_process(seed: int = 1234, tp: int = 1, pp: int = 1):
             os.environ.pop(k, None)
     lean_forward.forget_gemm_choices()  # generation.gemm=auto measures afresh, as in a fresh process
     try:
-        rt.initialize(tp, pp, seed=seed)
         yield
     finally:
         if ps.model_parallel_is_initialized():
@@ -108,3 +102,75 @@ def megatron_in_process(seed: int = 1234, tp: int = 1, pp: int = 1):
         torch.set_rng_state(rng[2])
         torch.set_default_dtype(dtype)
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def megatron_in_process(seed: int = 1234, tp: int = 1, pp: int = 1):
+    """``runtime.distributed.initialize(tp, pp, seed=seed)`` for the body; everything it set is undone after.
+
+    In a single interpreter (tp = pp = 1) it brings up and tears down the world-1 process group too. Under a
+    distributed bucket (``tests/distributed/bucket.py``: torchrun ran pytest on every rank, which holds the
+    world's process group for the whole session) it creates this test's model-parallel groups on that world
+    and destroys them after, as Megatron-LM's unit tests do."""
+    from megatron.core import parallel_state as ps
+
+    from megatron_octo.runtime import distributed as rt
+
+    bucket = dist.is_initialized() and dist.get_world_size() > 1
+    if ps.model_parallel_is_initialized() or (dist.is_initialized() and not bucket):
+        raise RuntimeError("megatron_in_process: a process group is already up in this interpreter")
+    if not bucket and (tp, pp) != (1, 1):
+        raise RuntimeError(f"megatron_in_process: TP={tp} PP={pp} needs a distributed bucket (torchrun)")
+    with restored_interpreter(bucket):
+        rt.initialize(tp, pp, seed=seed)
+        yield
+
+
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS")
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+def run_cli_in_process(main, argv: list, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """A megatron CLI's ``main(argv)`` (train, rl, eval) in this interpreter, with what ``tests.helpers.run``
+    gives a fresh one (the checkout as working directory, ``OMP_NUM_THREADS=1`` and one torch thread, no
+    launcher variables, ``env`` added); its exit code and output as ``run`` returns them. Everything the run
+    set up is undone after (``restored_interpreter``, the signal handlers, the environment, the processes it
+    started: the grader's and a custom reward's workers), and a run that leaves anything else behind fails
+    the test. For the CLIs' options and error paths, where the process is not the subject (each CLI keeps
+    its end-to-end tests in a process)."""
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    from megatron_octo.eval import grader
+    from tests.helpers import ROOT, run_main
+
+    if dist.is_initialized():
+        raise RuntimeError("run_cli_in_process: a process group is already up in this interpreter")
+    # megatron-core's checkpoint writer starts one results-queue server per interpreter and keeps it for the
+    # interpreter's life (dist_checkpointing/strategies/filesystem_async.py): started here, not by the run.
+    filesystem_async._get_write_results_queue()  # noqa: SLF001
+    before = interpreter_state()
+    children = {c.pid for c in psutil.Process().children()}
+    handlers = {s: signal.getsignal(s) for s in SIGNALS}
+    environ, cwd = dict(os.environ), os.getcwd()
+    try:
+        with restored_interpreter():
+            for k in LAUNCH_VARS:
+                os.environ.pop(k, None)
+            os.environ.update({"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **(env or {})})
+            torch.set_num_threads(1)
+            os.chdir(ROOT)
+            result = run_main(main, argv)
+    finally:
+        os.chdir(cwd)
+        grader.shutdown_grader()
+        for child in psutil.Process().children():  # e.g. the custom reward's worker: a process exit ends it
+            if child.pid not in children:
+                child.kill()
+                child.wait(30)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        os.environ.clear()
+        os.environ.update(environ)
+    left = same_state(before, interpreter_state())
+    assert not left, f"{argv}: the in-process run left {left} behind"
+    return result

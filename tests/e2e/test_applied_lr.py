@@ -1,44 +1,83 @@
-"""The learning rate the optimizer applies, step by step, through the real command-line tools.
+"""The learning rate the optimizer applies, step by step, through the command-line tools' ``main``.
 
-Every run goes through ``tests/scripts/applied_lr.py``, which records the ``lr`` of every param group
-of every torch optimizer at the moment its ``step()`` runs (the value Adam uses). Each test compares
-those values with the LR the run logged (metrics.jsonl, to 1e-12) and, where one applies, with
-megatron-core's own single-run WSD schedule (Megatron-LM's functional tests compare step by step too).
+Every run is the CLI's ``main(argv)`` in the test's interpreter (tests/megatron_state.run_cli_in_process:
+a fresh process is not the subject here) under a recorder of what the optimizers apply: at every
+``torch.optim.Optimizer.step``, the ``lr`` of each param group of the torch optimizer that steps (the
+value Adam uses). Each test compares those values with the LR the run logged (metrics.jsonl, to 1e-12)
+and, where one applies, with megatron-core's own single-run WSD schedule (Megatron-LM's functional tests
+compare step by step too).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from megatron_octo import train
 from megatron_octo.checkpoint.save_load import read_trainer_state, latest_checkpoint
-from tests.helpers import (ROOT, env_for_subprocess, read_metrics, run, tiny_recipe, tiny_rl_overrides,
-                           write_indexed_dataset)
+from megatron_octo.rl import __main__ as rl_cli
+from megatron_octo.rl.trainer import RLTrainer
+from megatron_octo.training.trainer import Trainer
+from tests.helpers import ROOT, read_metrics, tiny_recipe, tiny_rl_overrides, write_indexed_dataset
+from tests.megatron_state import run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 TPS = 8 * 32  # tokens per step of tiny_recipe
 PEAK = 1e-3
+CLIS = {"megatron_octo.train": train.main, "megatron_octo.rl": rl_cli.main}
+# Which torch optimizers a trainer owns, read from its attributes once its set-up has run.
+LABELS = ((Trainer, {"optimizer": "model"}), (RLTrainer, {"optimizer": "actor", "critic.optimizer": "critic"}))
+
+
+@contextlib.contextmanager
+def applied_steps():
+    """Records, for the body, one ``{"optimizer": "model"|"actor"|"critic", "lr": [...]}`` per torch optimizer
+    step: the param groups' values at the moment ``step()`` runs."""
+    records, labels, setups = [], {}, []
+
+    def labelled(setup, attrs):
+        def run(self):
+            setup(self)
+            for attr, name in attrs.items():
+                obj = self
+                for part in attr.split("."):
+                    obj = getattr(obj, part, None) if obj is not None else None
+                if obj is None:
+                    continue
+                chained = getattr(obj, "chained_optimizers", None) or [obj]
+                for o in chained:
+                    if getattr(o, "optimizer", None) is not None:
+                        labels[id(o.optimizer)] = name
+        return run
+
+    def record(optimizer, args, kwargs):
+        records.append({"optimizer": labels.get(id(optimizer), "unknown"),
+                        "lr": [g["lr"] for g in optimizer.param_groups]})
+
+    for cls, attrs in LABELS:
+        setups.append((cls, cls.setup))
+        cls.setup = labelled(cls.setup, attrs)
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        yield records
+    finally:
+        handle.remove()
+        for cls, setup in setups:
+            cls.setup = setup
 
 
 def _observed(tmp: Path, name: str, recipe: str, overrides: list, module: str = "megatron_octo.train",
               expect_rc: int = 0, env_extra: dict | None = None):
-    """Run the CLI under the recorder; (result, applied records of rank 0)."""
-    out = tmp / f"{name}.applied"
-    Path(f"{out}.rank0.jsonl").unlink(missing_ok=True)  # a second run under the same name records anew
-    env = env_for_subprocess()
-    env["OCTO_APPLIED_LR_OUT"] = str(out)
-    env.update(env_extra or {})
-    res = run([sys.executable, str(ROOT / "tests/scripts/applied_lr.py"), module, "--config", recipe, *overrides],
-              timeout=280, env=env)
+    """Run the CLI under the recorder; (result, applied records)."""
+    with applied_steps() as records:
+        res = run_cli_in_process(CLIS[module], ["--config", recipe, *overrides], env=env_extra)
     assert res.returncode == expect_rc, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-4000:]}"
-    path = Path(f"{out}.rank0.jsonl")
-    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     return res, records
 
 

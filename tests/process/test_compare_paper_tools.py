@@ -44,11 +44,11 @@ def test_agreement_from_recorded_verdicts(tmp_path):
     assert "id=2 sample=0 gold='1' math_verify=True octothinker=False response ends 'r2'" in res.stdout
 
 
-def test_agreement_regrades_old_rows(tmp_path, capsys):
+def test_agreement_regrades_old_rows(tmp_path):
     prompt = build_prompt("gsm8k_8shot", "Ducks lay 16 eggs ...")
     rows = [{"id": "0", "prompt": prompt, "response": "The answer is 18.\nCheck: 18 + 2 = 20.", "gold": "18"},
             {"id": "1", "prompt": prompt, "response": "The answer is 4.", "gold": "4"}]
     write_jsonl(tmp_path / "gsm8k.jsonl", rows)  # no summary.json: the protocol comes from the prompt
-    res = run_main(agreement.main, [tmp_path], capsys)
+    res = run_main(agreement.main, [tmp_path])
     assert res.returncode == 0, res.stderr
     assert "(re-graded) | gsm8k_8shot | 2 | 2 | 1 | 1 | 50.0% |" in res.stdout

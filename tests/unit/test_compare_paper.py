@@ -26,12 +26,12 @@ def test_paper_table_is_well_formed():
     assert set(BENCHMARK_SIZES) == set(PAPER_BENCHMARKS)
 
 
-def test_rl_runs_from_a_parent_directory_and_old_summaries(tmp_path, capsys):
+def test_rl_runs_from_a_parent_directory_and_old_summaries(tmp_path):
     write_summary(tmp_path / "eval" / "a", protocol="rl", grader=None)
     write_summary(tmp_path / "eval" / "b", protocol="rl", grader="octothinker",
                   benchmarks={"amc23": {"accuracy": 0.1, "num_examples": 40},
                               "aime24": {"accuracy": 0.0, "num_examples": 30}})
-    res = run_main(paper.main, [tmp_path / "eval", "--model", "OctoThinker-Long-3B-Zero"], capsys)
+    res = run_main(paper.main, [tmp_path / "eval", "--model", "OctoThinker-Long-3B-Zero"])
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "## RL models, zero-shot" in out and "grader math_verify" in out and "grader octothinker" in out
@@ -48,15 +48,15 @@ def test_rl_runs_from_a_parent_directory_and_old_summaries(tmp_path, capsys):
     (lambda p: (p / "missing").mkdir(), "no summary.json"),
     (lambda p: (p / "missing").write_text(json.dumps({"benchmarks": {"gsm8k": {}}})), "no numeric 'accuracy'"),
 ])
-def test_compare_bad_input_exits_2_naming_the_path(tmp_path, setup, fragment, capsys):
+def test_compare_bad_input_exits_2_naming_the_path(tmp_path, setup, fragment):
     setup(tmp_path)
-    res = run_main(paper.main, [tmp_path / "missing"], capsys)
+    res = run_main(paper.main, [tmp_path / "missing"])
     assert res.returncode == 2 and res.stderr.startswith("error:")
     assert str(tmp_path / "missing") in res.stderr and fragment in res.stderr
 
 
-def test_compare_unknown_model_exits_2(tmp_path, capsys):
-    res = run_main(paper.main, [write_summary(tmp_path / "r"), "--model", "GPT-5"], capsys)
+def test_compare_unknown_model_exits_2(tmp_path):
+    res = run_main(paper.main, [write_summary(tmp_path / "r"), "--model", "GPT-5"])
     assert res.returncode == 2 and "GPT-5" in res.stderr
 
 
@@ -72,9 +72,9 @@ def test_compare_unknown_model_exits_2(tmp_path, capsys):
      "x.jsonl:2"),
     (lambda p: ((p / "run").mkdir(), (p / "run" / "x.jsonl").write_text('{"response": "a"}\n')), "no ['gold']"),
 ])
-def test_agreement_bad_input_exits_2(tmp_path, setup, fragment, capsys):
+def test_agreement_bad_input_exits_2(tmp_path, setup, fragment):
     setup(tmp_path)
-    res = run_main(agreement.main, [tmp_path / "run"], capsys)
+    res = run_main(agreement.main, [tmp_path / "run"])
     assert res.returncode == 2 and res.stderr.startswith("error:") and fragment in res.stderr
 
 

@@ -42,3 +42,4 @@ def test_the_redirect_and_its_patches_are_undone():
         assert cpu.is_active() and torch.cuda.current_device is not original
         assert torch.zeros(1, device="cuda").device.type == "cpu"  # the redirect at work
     assert not cpu.is_active() and torch.cuda.current_device is original
+

@@ -59,8 +59,8 @@ def test_ppo_adds_a_critic_and_kl_a_reference(capsys):
     assert g["kv_buffer"] == pl.kv_static_bytes(a, tp=1, pp=1, max_batch_size=32, max_sequence_length=8592)
 
 
-def test_rl_plan_text_names_the_verdict(capsys):
-    res = run_main(cli.main, ["--rl", ROOT / RECIPE, "--gpus", "8"], capsys)
+def test_rl_plan_text_names_the_verdict():
+    res = run_main(cli.main, ["--rl", ROOT / RECIPE, "--gpus", "8"])
     assert res.returncode == 0, res.stderr[-2000:]
     assert "verdict: on 8 x H100" in res.stdout and "rl.micro_batch_size=" in res.stdout, res.stdout
     for seq in ("2448", "4496", "8592"):

@@ -104,14 +104,14 @@ def test_partial_run_in_process(tmp_path):
     assert not os.path.exists(tmp_path / "plots" / "rl_reward.png")
 
 
-def test_not_a_run(tmp_path, capsys):
+def test_not_a_run(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     for target in (empty, tmp_path / "nope"):
-        res = run_main(plot_run.main, [target], capsys)
+        res = run_main(plot_run.main, [target])
         assert res.returncode == 2
         assert res.stderr.startswith("error: ") and str(target) in res.stderr
-    assert "not a run directory" in run_main(plot_run.main, [empty], capsys).stderr
+    assert "not a run directory" in run_main(plot_run.main, [empty]).stderr
     assert not (empty / "report.md").exists()
 
 

@@ -14,29 +14,29 @@ pytestmark = pytest.mark.timeout(120)
 SPM = str(ROOT / "data" / "tokenizer" / "octo_sp8k.model")
 
 
-def pp(capsys, *args):
-    return run_main(preprocess.main, ["--tokenizer", SPM, *args], capsys)
+def pp(*args):
+    return run_main(preprocess.main, ["--tokenizer", SPM, *args])
 
 
-def test_preprocess_exit_codes_and_messages(tmp_path, capsys):
+def test_preprocess_exit_codes_and_messages(tmp_path):
     bad = tmp_path / "in.jsonl"
     bad.write_text('{"text": "ok"}\n{"text": "ok"}\n{oops\n')
-    res = pp(capsys, "--input", bad, "--output-prefix", tmp_path / "o", "--strict", "-q")
+    res = pp("--input", bad, "--output-prefix", tmp_path / "o", "--strict", "-q")
     assert res.returncode == 2
     assert f"error: {bad}:3: bad_json: malformed JSON" in res.stderr
     assert not list(tmp_path.glob("o.*"))
 
-    res = pp(capsys, "--input", bad, "--output-prefix", tmp_path / "o", "-q")
+    res = pp("--input", bad, "--output-prefix", tmp_path / "o", "-q")
     assert res.returncode == 0
     rej = json.loads((tmp_path / "o.rejects.jsonl").read_text())
     assert (rej["file"], rej["line"], rej["reason"]) == (str(bad), 3, "bad_json")
 
-    res = pp(capsys, "--input", bad, "--output-prefix", tmp_path / "o", "-q")
+    res = pp("--input", bad, "--output-prefix", tmp_path / "o", "-q")
     assert res.returncode == 2 and "o.bin exists; pass --overwrite" in res.stderr
 
     res = run_main(preprocess.main, ["--tokenizer", tmp_path / "nope.model",
-                                     "--input", bad, "--output-prefix", tmp_path / "x"], capsys)
+                                     "--input", bad, "--output-prefix", tmp_path / "x"])
     assert res.returncode == 2 and f"tokenizer file not found: {tmp_path / 'nope.model'}" in res.stderr
 
-    res = pp(capsys, "--input", bad, "--output-prefix", tmp_path / "y", "--format", "qa", "--template", "medium")
+    res = pp("--input", bad, "--output-prefix", tmp_path / "y", "--format", "qa", "--template", "medium")
     assert res.returncode == 2 and "unknown QA template 'medium'" in res.stderr

@@ -24,7 +24,7 @@ def _omp_threads_restored(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
 
 
-def test_print_config(recipe, capsys):
+def test_print_config(recipe):
     _, path = recipe
-    res = run_main(train.main, ["--config", path, "--print-config", "schedule.lr=0.5"], capsys)
+    res = run_main(train.main, ["--config", path, "--print-config", "schedule.lr=0.5"])
     assert res.returncode == 0 and "lr: 0.5" in res.stdout and "preset: tiny" in res.stdout
