@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
+from megatron_octo.eval import runner
 from tests.helpers import read_scalars, run
+from tests.megatron_state import run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -27,10 +29,10 @@ def _responses(path):
     return [json.loads(line)["response"] for line in open(path)]
 
 
-def test_eval_end_to_end_and_tp2_equals_tp1(checkpoint):
+def test_eval_end_to_end_and_tp2_equals_tp1(checkpoint, tmp_path):
     common = ["--checkpoint", str(checkpoint / "ckpt"), "--benchmarks", "gsm8k,math500,amc23", "--limit", "3",
               "--max-new-tokens", "24"]
-    out1, out2 = checkpoint / "ev_tp1", checkpoint / "ev_tp2"
+    out1, out2 = tmp_path / "ev_tp1", tmp_path / "ev_tp2"
     res = _eval([*common, "--out", str(out1)])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     summary = json.loads((out1 / "summary.json").read_text())
@@ -52,11 +54,11 @@ def test_eval_end_to_end_and_tp2_equals_tp1(checkpoint):
         assert any(r.strip() for r in a), "greedy decoding produced nothing to compare"
 
 
-def test_rl_protocol_and_sampling(checkpoint):
-    out = checkpoint / "ev_rl"
-    res = _eval(["--checkpoint", str(checkpoint / "ckpt"), "--benchmarks", "math500", "--limit", "2",
-                 "--max-new-tokens", "16", "--protocol", "rl", "--n", "3", "--temperature", "1.0",
-                 "--pass-k", "1,3", "--out", str(out)])
+def test_rl_protocol_and_sampling(checkpoint, tmp_path):
+    out = tmp_path / "ev_rl"
+    res = run_cli_in_process(runner.main, [
+        "--checkpoint", checkpoint / "ckpt", "--benchmarks", "math500", "--limit", "2", "--max-new-tokens", "16",
+        "--protocol", "rl", "--n", "3", "--temperature", "1.0", "--pass-k", "1,3", "--out", out])
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(line) for line in open(out / "math500.jsonl")]
     assert len(rows) == 6 and rows[0]["prompt"].endswith("\nAssistant:")
@@ -65,10 +67,11 @@ def test_rl_protocol_and_sampling(checkpoint):
     assert set(bench["pass_at_k"]) == {"pass@1", "pass@3"} and bench["protocol"] == "orz_base"
 
 
-def test_octothinker_grader_records_both_verdicts(checkpoint):
-    out = checkpoint / "ev_octo"
-    res = _eval(["--checkpoint", str(checkpoint / "ckpt"), "--benchmarks", "gsm8k,olympiadbench", "--limit", "2",
-                 "--max-new-tokens", "16", "--grader", "octothinker", "--show-disagreements", "--out", str(out)])
+def test_octothinker_grader_records_both_verdicts(checkpoint, tmp_path):
+    out = tmp_path / "ev_octo"
+    res = run_cli_in_process(runner.main, [
+        "--checkpoint", checkpoint / "ckpt", "--benchmarks", "gsm8k,olympiadbench", "--limit", "2",
+        "--max-new-tokens", "16", "--grader", "octothinker", "--show-disagreements", "--out", out])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["grader"] == "octothinker"
@@ -94,24 +97,25 @@ def test_octothinker_grader_records_both_verdicts(checkpoint):
     (["--benchmarks", "gsm8k", "--n", "2", "--pass-k", "4", "--temperature", "1"], "--pass-k"),
     (["--benchmarks", "gsm8k", "--tp", "3"], "parallel.tp"),
 ])
-def test_bad_input_is_a_clear_error(checkpoint, args, fragment):
-    (checkpoint / "wrong.jsonl").write_text(json.dumps({"q": "1+1?", "a": "2"}) + "\n")
-    (checkpoint / "empty.jsonl").write_text("")
-    args = [a.replace("{tmp}", str(checkpoint)) for a in args]
-    res = _eval(["--checkpoint", str(checkpoint / "ckpt"), "--out", str(checkpoint / "bad"), *args], timeout=120)
+def test_bad_input_is_a_clear_error(checkpoint, tmp_path, args, fragment):
+    """The CLI's main in this interpreter (run_cli_in_process): the error paths, not the process."""
+    (tmp_path / "wrong.jsonl").write_text(json.dumps({"q": "1+1?", "a": "2"}) + "\n")
+    (tmp_path / "empty.jsonl").write_text("")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    res = run_cli_in_process(runner.main, ["--checkpoint", checkpoint / "ckpt", "--out", tmp_path / "bad", *args])
     assert res.returncode == 2, res.stderr[-2000:]
     assert fragment in res.stderr and res.stderr.startswith("error:")
-    assert not (checkpoint / "bad" / "summary.json").exists()
+    assert not (tmp_path / "bad" / "summary.json").exists()
 
 
-def test_kv_cache_is_sized_for_the_longest_prompt_plus_new_tokens(checkpoint):
+def test_kv_cache_is_sized_for_the_longest_prompt_plus_new_tokens(checkpoint, tmp_path):
     """Without --max-seq-len the static engine's KV buffers (read from megatron's context after the run) hold
     the longest rendered prompt + --max-new-tokens, not max_position_embeddings (4096 for the tiny model)."""
     from megatron_octo.models.llama import PRESETS
     from tokenization.megatron_wrappers import load_tokenizer
     from tests.helpers import ROOT
 
-    out = checkpoint / "ev_kv"
+    out = tmp_path / "ev_kv"
     res = run([sys.executable, "tests/scripts/eval_kv_shape.py", "--checkpoint", str(checkpoint / "ckpt"),
                "--benchmarks", "gsm8k,amc23", "--limit", "2", "--max-new-tokens", "8", "--batch-size", "3",
                "--out", str(out)], timeout=400, cwd=ROOT)
@@ -128,13 +132,13 @@ def test_kv_cache_is_sized_for_the_longest_prompt_plus_new_tokens(checkpoint):
     assert seen["buffers"] == 2 * tiny.num_layers
 
 
-def test_dp2_shards_prompts_and_writes_what_dp1_writes(checkpoint):
+def test_dp2_shards_prompts_and_writes_what_dp1_writes(checkpoint, tmp_path):
     """Two processes at TP=1 are two data-parallel replicas: each generates every other prompt (3 per
     benchmark: uneven shards), rank 0 gathers them; the per-sample JSONL equals one process's byte for byte."""
     common = ["--checkpoint", str(checkpoint / "ckpt"), "--benchmarks", "gsm8k,amc23", "--limit", "3",
               "--max-new-tokens", "16"]
-    one, two = checkpoint / "ev_dp1", checkpoint / "ev_dp2"
-    res = _eval([*common, "--out", str(one)])
+    one, two = tmp_path / "ev_dp1", tmp_path / "ev_dp2"
+    res = run_cli_in_process(runner.main, [*common, "--out", one])  # one process: the CLI's main in this one
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     res = _eval([*common, "--out", str(two)], nproc=2)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]

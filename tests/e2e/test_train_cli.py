@@ -1,5 +1,6 @@
-"""The training CLI: clean errors before anything starts, signals. Its refusals stay in processes of
-their own (main installs the CPU redirect before it checks); --print-config: tests/unit/test_train_print_config.py."""
+"""The training CLI: clean errors before anything starts (its main in this interpreter: run_cli_in_process
+undoes the CPU redirect main installs before it checks), signals (a process: the signal comes from outside);
+--print-config: tests/unit/test_train_print_config.py."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ import time
 
 import pytest
 
+from megatron_octo import train
 from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
-from tests.helpers import (ROOT, env_for_subprocess, read_metrics, run, run_train, tiny_recipe, train_cmd,
-                           write_indexed_dataset)
+from tests.helpers import ROOT, env_for_subprocess, read_metrics, run_train, tiny_recipe, train_cmd, write_indexed_dataset
+from tests.megatron_state import run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+def _train(recipe, overrides):
+    return run_cli_in_process(train.main, ["--config", recipe, *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +33,12 @@ def recipe(tmp_path_factory):
 def test_bad_config_fails_fast_with_the_key(recipe):
     tmp, path = recipe
     t = time.perf_counter()
-    res = run(train_cmd(path, ["parallel.tp=3"]), timeout=60)
+    res = _train(path, ["parallel.tp=3"])
     assert res.returncode == 2
     assert "'parallel.tp'" in res.stderr and "num_attention_heads=4" in res.stderr
-    res = run(train_cmd(path, ["train.tokenz=1"]), timeout=60)
+    res = _train(path, ["train.tokenz=1"])
     assert res.returncode == 2 and "'train.tokenz'" in res.stderr
-    res = run(train_cmd(path, [f"checkpoint.init_from={tmp}/nope"]), timeout=60)
+    res = _train(path, [f"checkpoint.init_from={tmp}/nope"])
     assert res.returncode == 2 and "checkpoint.init_from" in res.stderr and f"{tmp}/nope" in res.stderr
     assert time.perf_counter() - t < 60
     assert not (tmp / "ckpt").exists(), "a failed validation must not write anything"
@@ -42,7 +48,7 @@ def test_not_a_checkpoint_is_reported_with_its_path(recipe):
     tmp, path = recipe
     bogus = tmp / "bogus"
     bogus.mkdir(exist_ok=True)
-    res = run(train_cmd(path, [f"checkpoint.init_from={bogus}", f"checkpoint.save={tmp}/x"]), timeout=120)
+    res = _train(path, [f"checkpoint.init_from={bogus}", f"checkpoint.save={tmp}/x"])
     assert res.returncode == 2 and str(bogus) in res.stderr and "not a checkpoint" in res.stderr
 
 
