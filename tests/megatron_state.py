@@ -138,16 +138,15 @@ def run_cli_in_process(main, argv: list, env: Optional[dict] = None) -> subproce
     started: the grader's and a custom reward's workers), and a run that leaves anything else behind fails
     the test. For the CLIs' options and error paths, where the process is not the subject (each CLI keeps
     its end-to-end tests in a process)."""
-    from megatron.core.dist_checkpointing.strategies import filesystem_async
-
     from megatron_octo.eval import grader
+    from megatron_octo.runtime import procs
     from tests.helpers import ROOT, run_main
 
     if dist.is_initialized():
         raise RuntimeError("run_cli_in_process: a process group is already up in this interpreter")
-    # megatron-core's checkpoint writer starts one results-queue server per interpreter and keeps it for the
-    # interpreter's life (dist_checkpointing/strategies/filesystem_async.py): started here, not by the run.
-    filesystem_async._get_write_results_queue()  # noqa: SLF001
+    # megatron-core's checkpoint writer keeps one results-queue server per interpreter for the interpreter's
+    # life (runtime/procs.py): started here, not by the run.
+    procs.tie_checkpoint_writer_to_parent()
     before = interpreter_state()
     children = {c.pid for c in psutil.Process().children()}
     handlers = {s: signal.getsignal(s) for s in SIGNALS}

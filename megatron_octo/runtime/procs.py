@@ -5,6 +5,12 @@ megatron-core's dist-checkpoint writer (0.16.1, ``strategies/filesystem_async.py
 stops it. When the trainer is killed (SIGKILL, OOM killer) that Manager, and the resource tracker
 holding its pipe, would live on as orphans. :func:`tie_checkpoint_writer_to_parent` creates that
 queue first, from a Manager whose server process asks Linux to SIGKILL it when its parent dies.
+
+Without a GPU the Manager is forked rather than spawned: a spawned server is a fresh interpreter that
+re-imports the entry point's module (torch included), 2-3 s of CPU per rank at its first save, paid by
+every stage of ``make demo`` and every training run of the test suite; megatron spawns because forking a
+process that has initialised CUDA is unsafe, and its writer processes are forked from the same rank anyway.
+With a GPU the spawn stays, as megatron has it.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ def tie_checkpoint_writer_to_parent() -> None:
     import multiprocessing as mp
     from multiprocessing.managers import SyncManager
 
-    manager = SyncManager(ctx=mp.get_context("spawn"))
+    import torch  # lazy: tokenization's workers import this module and must not load torch
+
+    manager = SyncManager(ctx=mp.get_context("spawn" if torch.cuda.is_available() else "fork"))
     manager.start(initializer=die_with_parent, initargs=(os.getpid(),))
     fa._results_queue = manager.Queue()

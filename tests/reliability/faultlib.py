@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
+
+import psutil
 
 from tests.helpers import ROOT, env_for_subprocess, read_metrics, train_cmd
 
@@ -31,9 +34,11 @@ def launch(cmd: list[str], fault: Optional[str] = None, timeout: float = 240,
     # Files, not pipes: a leftover child holding a pipe would block reading until it exits.
     with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fout, stderr=ferr, text=True, start_new_session=True)
+        survivors = []
         try:
             proc.wait(timeout=timeout)
             timed_out = False
+            survivors = session_processes(proc.pid)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
@@ -47,7 +52,28 @@ def launch(cmd: list[str], fault: Optional[str] = None, timeout: float = 240,
         out, err = fout.read(), ferr.read()
     if timed_out:
         raise AssertionError(f"timed out after {timeout}s: {' '.join(cmd)}\n{out[-3000:]}\n{err[-3000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    res = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    res.survivors = survivors
+    return res
+
+
+def session_processes(sid: int, grace: float = 5.0) -> list[str]:
+    """The command lines of the processes still alive in session ``sid`` ``grace`` seconds after its leader
+    ended (children a process leaves behind; a child tied to it with PR_SET_PDEATHSIG is gone by then)."""
+    def alive():
+        found = []
+        for p in psutil.process_iter(["pid", "cmdline", "status"]):
+            try:
+                if os.getsid(p.pid) == sid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                    found.append(" ".join(p.info["cmdline"] or []))
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                pass
+        return found
+
+    t_end = time.time() + grace
+    while (left := alive()) and time.time() < t_end:
+        time.sleep(0.1)
+    return left
 
 
 def train(recipe: str, overrides: list[str], fault: Optional[str] = None, expect_rc: int = 0, nproc: int = 1,
