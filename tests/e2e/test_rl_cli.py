@@ -9,8 +9,10 @@ import sys
 import pytest
 
 from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
+from megatron_octo.rl import __main__ as rl_cli
 from tests.conftest import grpo_overrides
 from tests.helpers import ROOT, read_metrics, run
+from tests.megatron_state import run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -18,9 +20,12 @@ RECIPE = str(ROOT / "recipes/tiny/rl_grpo.yaml")
 
 
 def _rl(overrides, nproc=1, timeout=400):
-    launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                     f"--nproc-per-node={nproc}"]
-    return run([*launcher, "-m", "megatron_octo.rl", "--config", RECIPE, *overrides], timeout=timeout)
+    """One process: the CLI's main in this interpreter (run_cli_in_process; the GRPO family's run is the CLI in a
+    process of its own); ``nproc`` > 1: under torchrun."""
+    if nproc == 1:
+        return run_cli_in_process(rl_cli.main, ["--config", RECIPE, *overrides])
+    return run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                "-m", "megatron_octo.rl", "--config", RECIPE, *overrides], timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +118,12 @@ def test_pp2_token_budget_update_equals_pp1(setup):
 def test_bad_rl_config(setup, override, fragment):
     tmp, common = setup
     overrides = [override] if isinstance(override, str) else list(override)
-    res = _rl([*common, f"checkpoint.save={tmp}/bad", *overrides], timeout=120)
+    res = _rl([*common, f"checkpoint.save={tmp}/bad", *overrides])
     assert res.returncode == 2 and fragment in res.stderr, res.stderr[-2000:]
     assert not (tmp / "bad").exists()
 
 
 def test_bad_reward_fn(setup):
     tmp, common = setup
-    res = _rl([*common, f"checkpoint.save={tmp}/bad2", "rl.reward_fn=tests/scripts/rl_test_reward.py:nope"],
-              timeout=120)
+    res = _rl([*common, f"checkpoint.save={tmp}/bad2", "rl.reward_fn=tests/scripts/rl_test_reward.py:nope"])
     assert res.returncode == 2 and "'rl.reward_fn'" in res.stderr and "nope" in res.stderr

@@ -3,12 +3,12 @@ token-mean) and the rollout-correction metric: the engine's log-probs equal the 
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
-from tests.helpers import ROOT, read_metrics, read_scalars, run, tiny_rl_overrides
+from megatron_octo.rl import __main__ as rl_cli
+from tests.helpers import ROOT, read_metrics, read_scalars, tiny_rl_overrides
+from tests.megatron_state import run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -19,7 +19,8 @@ DAPO = ["rl.steps=2", "rl.clip_high=0.28", "rl.dynamic_sampling=true", "rl.max_s
 
 
 def _rl(overrides):
-    return run([sys.executable, "-m", "megatron_octo.rl", "--config", RECIPE, *overrides], timeout=600)
+    """The RL CLI's main in this interpreter (run_cli_in_process): options, not the process."""
+    return run_cli_in_process(rl_cli.main, ["--config", RECIPE, *overrides])
 
 
 def _steps(path):
