@@ -85,6 +85,21 @@ def train(recipe: str, overrides: list[str], fault: Optional[str] = None, expect
     return res
 
 
+def train_in_process(recipe: str, overrides: list[str], fault: Optional[str] = None,
+                     expect_rc: int = 0) -> subprocess.CompletedProcess:
+    """``train`` through the training CLI's main in this interpreter (tests/megatron_state.run_cli_in_process),
+    for the faults that raise or exit (``enospc``, corrupt or refused checkpoints) rather than kill."""
+    from megatron_octo import train as train_cli
+    from tests.megatron_state import run_cli_in_process
+
+    res = run_cli_in_process(train_cli.main, ["--config", recipe, *COMMON, *overrides],
+                             env={"OCTO_FAULT_INJECT": fault or ""})
+    assert res.returncode == expect_rc, (
+        f"exit {res.returncode} (expected {expect_rc}) with OCTO_FAULT_INJECT={fault}\n"
+        f"--- stdout\n{res.stdout[-3000:]}\n--- stderr\n{res.stderr[-5000:]}")
+    return res
+
+
 def tracker(save_dir: Path) -> Optional[int]:
     p = Path(save_dir) / "latest_checkpointed_iteration.txt"
     return int(p.read_text()) if p.exists() else None

@@ -16,7 +16,7 @@ import pytest
 from megatron_octo.checkpoint import integrity
 from megatron_octo.checkpoint.save_load import CheckpointError, read_trainer_state
 from tests.reliability.faultlib import (STEPS, TOKENS, assert_same_tensors, checkpoint_tensors, copy_run, lineage,
-                                       tracker, train)
+                                       tracker, train_in_process)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -31,12 +31,12 @@ def test_corrupt_latest_is_named_then_fallback_resumes_the_same_run(rel):
     save = copy_run(rel["ref"], rel["tmp"] / "corrupt", upto=6)
     bad = save / "iter_0000006" / "__0_0.distcp"
     _truncate(bad)
-    res = train(rel["recipe"], [f"checkpoint.save={save}"], expect_rc=2)
+    res = train_in_process(rel["recipe"], [f"checkpoint.save={save}"], expect_rc=2)
     assert f"{bad}: " in res.stderr and "truncated" in res.stderr
     assert "checkpoint.fallback_on_corrupt=true" in res.stderr
     assert tracker(save) == 6 and bad.exists(), "a failed resume must not change the save directory"
 
-    res = train(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.fallback_on_corrupt=true"])
+    res = train_in_process(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.fallback_on_corrupt=true"])
     assert "falling back to an older checkpoint" in res.stdout
     assert f"resumed from {save}/iter_0000004" in res.stdout
     got, ref = lineage(save), lineage(rel["ref"])
@@ -94,7 +94,7 @@ def test_resume_candidates(good_copy):
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(rel):
     save = copy_run(rel["ref"], rel["tmp"] / "enospc", upto=4)
-    res = train(rel["recipe"], [f"checkpoint.save={save}"], fault="save:write:6=enospc", expect_rc=4)
+    res = train_in_process(rel["recipe"], [f"checkpoint.save={save}"], fault="save:write:6=enospc", expect_rc=4)
     path = save / "iter_0000006.tmp" / "trainer_state.json"
     assert f"could not save checkpoint {save / 'iter_0000006'}" in res.stderr
     assert "No space left on device" in res.stderr and str(path) in res.stderr
@@ -122,7 +122,7 @@ def test_real_disk_full_on_a_small_tmpfs(rel):
         save = mnt / "run"
         outside = [f"logging.tensorboard_dir={rel['tmp'] / 'small_fs_tb'}",
                    f"data.cache_dir={rel['tmp'] / 'small_fs_cache'}"]
-        res = train(rel["recipe"], [f"checkpoint.save={save}", *outside], expect_rc=4)
+        res = train_in_process(rel["recipe"], [f"checkpoint.save={save}", *outside], expect_rc=4)
         assert f"could not save checkpoint {save / 'iter_0000004'}" in res.stderr, res.stderr[-3000:]
         # torch's zip writer reports the short write as "unexpected pos"; the free space tells why.
         free = re.search(r"its file system is full: it had ([0-9.]+) MiB free", res.stderr)

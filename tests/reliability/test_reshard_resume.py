@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from megatron_octo.checkpoint.save_load import read_trainer_state
-from tests.reliability.faultlib import checkpoint_tensors, copy_run, lineage, train
+from tests.reliability.faultlib import checkpoint_tensors, copy_run, lineage, train, train_in_process
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(900)]
 
@@ -43,7 +43,7 @@ def test_distributed_optimizer_saved_at_dp2_resumes_at_dp1(rel):
     distopt = [f"checkpoint.save={save}", "parallel.use_distributed_optimizer=true"]
     train(rel["recipe"], [*distopt, f"train.tokens={2 * 256}"], nproc=2)
     assert read_trainer_state(str(save / "iter_0000002")).layout["dp"] == 2
-    res = train(rel["recipe"], [*distopt, f"train.tokens={4 * 256}"])
+    res = train_in_process(rel["recipe"], [*distopt, f"train.tokens={4 * 256}"])
     assert f"resumed from {save}/iter_0000002" in res.stdout and "dp=1" in res.stdout
     _same_run(save, rel["ref"], [1, 2, 3, 4], final=4)
     assert read_trainer_state(str(save / "iter_0000004")).tokens == 4 * 256
@@ -51,6 +51,7 @@ def test_distributed_optimizer_saved_at_dp2_resumes_at_dp1(rel):
 
 def test_switching_the_optimizer_type_on_resume_is_refused(rel):
     save = copy_run(rel["ref"], rel["tmp"] / "switch_opt", upto=4)
-    res = train(rel["recipe"], [f"checkpoint.save={save}", "parallel.use_distributed_optimizer=true"], expect_rc=2)
+    res = train_in_process(rel["recipe"], [f"checkpoint.save={save}", "parallel.use_distributed_optimizer=true"],
+                           expect_rc=2)
     assert "saved with parallel.use_distributed_optimizer=false but this run has true" in res.stderr
     assert f"{save}/iter_0000004" in res.stderr

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from megatron_octo.checkpoint import integrity
-from tests.reliability.faultlib import copy_run, train
+from tests.reliability.faultlib import copy_run, train_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -88,7 +88,8 @@ def test_trainer_refuses_a_booby_trapped_checkpoint(rel, ck, tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"optimizer": _Payload(marker)}, ck / "common.pt")
     _reseal(ck)
-    res = train(rel["recipe"], [f"checkpoint.init_from={ck}", f"checkpoint.save={tmp_path / 'out'}"], expect_rc=2)
+    res = train_in_process(rel["recipe"], [f"checkpoint.init_from={ck}", f"checkpoint.save={tmp_path / 'out'}"],
+                           expect_rc=2)
     assert f"{ck / 'common.pt'}: refusing to load a pickle that is not plain data" in res.stderr
     assert not marker.exists() and not (tmp_path / "out" / "latest_checkpointed_iteration.txt").exists()
 
