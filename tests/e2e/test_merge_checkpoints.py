@@ -18,8 +18,12 @@ import torch
 import yaml
 
 from megatron_octo.checkpoint.save_load import CheckpointError, load, read_trainer_state, resolve_checkpoint
+from megatron_octo import train
 from megatron_octo.cli import convert_to_hf, merge_checkpoints as mc
-from tests.helpers import ROOT, checkpoint_tensors, run, run_train, tiny_rl_overrides
+from megatron_octo.eval import runner as eval_runner
+from megatron_octo.rl import __main__ as rl_cli
+from tests.helpers import ROOT, checkpoint_tensors, run, tiny_rl_overrides
+from tests.megatron_state import run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -27,8 +31,13 @@ MODEL = ("embedding.", "decoder.", "output_layer.")
 TOKENIZER = ROOT / "data/tokenizer/octo_sp8k.model"
 
 
-def merge(*args, expect_rc=0, timeout=300):
-    res = run([sys.executable, "tools/merge_checkpoints.py", *map(str, args)], timeout=timeout)
+def merge(*args, expect_rc=0, process=False):
+    """tools/merge_checkpoints.py: in a process of its own (``process``: the fixture's merge, the CLI end to end)
+    or its main in this interpreter (run_cli_in_process)."""
+    if process:
+        res = run([sys.executable, "tools/merge_checkpoints.py", *map(str, args)], timeout=300)
+    else:
+        res = run_cli_in_process(mc.main, list(args))
     assert res.returncode == expect_rc, res.stdout[-3000:] + res.stderr[-3000:]
     return res
 
@@ -49,10 +58,11 @@ def ckpts(tiny_text_checkpoint, tmp_path_factory):
     iteration-4 checkpoint; plus the 0.5/0.5 merge of the first two."""
     tmp = tmp_path_factory.mktemp("merge")
     data = tiny_text_checkpoint / "data"
-    run_train(str(ROOT / "recipes/tiny/stable.yaml"), [*text_overrides(data), "train.tokens=1024",
-                                                      f"checkpoint.save={tmp}/run", "checkpoint.save_interval=1"])
+    res = run_cli_in_process(train.main, ["--config", ROOT / "recipes/tiny/stable.yaml", *text_overrides(data),
+                                          "train.tokens=1024", f"checkpoint.save={tmp}/run", "checkpoint.save_interval=1"])
+    assert res.returncode == 0, res.stderr[-3000:]
     a, b, c = tmp / "run/iter_0000001", tmp / "run/iter_0000002", tiny_text_checkpoint / "ckpt"
-    merge(a, b, "--weights", "0.5,0.5", "--out", tmp / "half")
+    merge(a, b, "--weights", "0.5,0.5", "--out", tmp / "half", process=True)
     return {"tmp": tmp, "data": data, "a": a, "b": b, "c": c, "half": tmp / "half"}
 
 
@@ -108,9 +118,10 @@ def test_non_uniform_weights(ckpts):
 
 def test_merged_checkpoint_starts_a_decay_stage_with_a_fresh_optimizer(ckpts):
     half, tmp = ckpts["half"], ckpts["tmp"]
-    res = run_train(str(ROOT / "recipes/tiny/stable.yaml"), [
-        *text_overrides(ckpts["data"]), "schedule.stage=decay", "schedule.min_lr=1e-5", "train.tokens=512",
-        f"checkpoint.init_from={half}", f"checkpoint.save={tmp}/decay"])
+    res = run_cli_in_process(train.main, [
+        "--config", ROOT / "recipes/tiny/stable.yaml", *text_overrides(ckpts["data"]), "schedule.stage=decay",
+        "schedule.min_lr=1e-5", "train.tokens=512", f"checkpoint.init_from={half}", f"checkpoint.save={tmp}/decay"])
+    assert res.returncode == 0, res.stderr[-3000:]
     assert f"initialised from {half}/iter_0000002" in res.stdout
     assert "holds model weights only (no optimizer state): the optimizer starts fresh" in res.stdout
     st = read_trainer_state(str(tmp / "decay/iter_0000003"))
@@ -122,16 +133,16 @@ def test_merged_checkpoint_starts_a_decay_stage_with_a_fresh_optimizer(ckpts):
 
 def test_merged_checkpoint_runs_grpo(ckpts):
     half, tmp = ckpts["half"], ckpts["tmp"]
-    res = run([sys.executable, "-m", "megatron_octo.rl", "--config", str(ROOT / "recipes/tiny/rl_grpo.yaml"),
-               *tiny_rl_overrides(half), "rl.steps=1", f"checkpoint.save={tmp}/rl"], timeout=400)
+    res = run_cli_in_process(rl_cli.main, ["--config", ROOT / "recipes/tiny/rl_grpo.yaml", *tiny_rl_overrides(half),
+                                           "rl.steps=1", f"checkpoint.save={tmp}/rl"])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert f"initialised from {half}/iter_0000002" in res.stdout and "rl step     1/1" in res.stdout
 
 
 def test_merged_checkpoint_evaluates_and_exports(ckpts):
     half, tmp = ckpts["half"], ckpts["tmp"]
-    res = run([sys.executable, "-m", "megatron_octo.eval", "--checkpoint", str(half), "--benchmarks", "gsm8k",
-               "--limit", "1", "--max-new-tokens", "4", "--out", str(tmp / "eval")], timeout=400)
+    res = run_cli_in_process(eval_runner.main, ["--checkpoint", half, "--benchmarks", "gsm8k", "--limit", "1",
+                                                "--max-new-tokens", "4", "--out", tmp / "eval"])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert json.loads((tmp / "eval/summary.json").read_text())["iteration"] == 2
     # tools/convert_to_hf.py (in process: it starts no process group)
