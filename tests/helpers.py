@@ -84,8 +84,18 @@ def train_cmd(config: str, overrides: list[str], nproc: int = 1, module: str = "
 
 
 def run_train(config: str, overrides: list[str], nproc: int = 1, timeout: float = 240,
-              expect_rc: int = 0, module: str = "megatron_octo.train") -> subprocess.CompletedProcess:
-    res = run(train_cmd(config, overrides, nproc, module=module), timeout=timeout)
+              expect_rc: int = 0, module: str = "megatron_octo.train",
+              in_process: bool = False) -> subprocess.CompletedProcess:
+    """The training (or RL: ``module``) CLI with ``expect_rc`` asserted: in a process of its own (under torchrun
+    when ``nproc`` > 1), or with ``in_process`` its main in this interpreter (tests/megatron_state.run_cli_in_process,
+    where the process is not what is tested; ``timeout`` is then the test's own)."""
+    if in_process:
+        from tests.megatron_state import cli_main, run_cli_in_process
+
+        assert nproc == 1, "in_process runs one process"
+        res = run_cli_in_process(cli_main(module), ["--config", config, *overrides])
+    else:
+        res = run(train_cmd(config, overrides, nproc, module=module), timeout=timeout)
     if res.returncode != expect_rc:
         raise AssertionError(f"exit {res.returncode} (expected {expect_rc}) for {' '.join(res.args)}\n"
                              f"--- stdout\n{res.stdout[-4000:]}\n--- stderr\n{res.stderr[-6000:]}")

@@ -126,6 +126,14 @@ def megatron_in_process(seed: int = 1234, tp: int = 1, pp: int = 1):
         yield
 
 
+def cli_main(module: str):
+    """The ``main(argv)`` of the CLI ``python -m <module>`` runs."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    return mod.main if hasattr(mod, "main") else importlib.import_module(f"{module}.__main__").main
+
+
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS")
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 

@@ -34,10 +34,10 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("par")
     prefix = write_indexed_dataset(str(tmp / "synthetic"))
     recipe = tiny_recipe(tmp, prefix)
-    run_train(recipe, ["train.tokens=0", f"checkpoint.save={tmp / 'init'}"])
+    run_train(recipe, ["train.tokens=0", f"checkpoint.save={tmp / 'init'}"], in_process=True)
     ref = tmp / "ref"
     run_train(recipe, [f"train.tokens={TOKENS}", f"checkpoint.save={ref}",
-                       f"checkpoint.init_from={tmp / 'init'}", "checkpoint.init_weights_only=true"])
+                       f"checkpoint.init_from={tmp / 'init'}", "checkpoint.init_weights_only=true"], in_process=True)
     return {"tmp": tmp, "recipe": recipe, "ref": _losses(ref / "tensorboard")}
 
 
@@ -62,11 +62,11 @@ def test_resume_equals_uninterrupted_run(world):
     tmp, recipe = world["tmp"], world["recipe"]
     init = [f"checkpoint.init_from={tmp / 'init'}", "checkpoint.init_weights_only=true"]
     full = tmp / "full6"
-    run_train(recipe, [f"train.tokens={2 * TOKENS}", f"checkpoint.save={full}", *init])
+    run_train(recipe, [f"train.tokens={2 * TOKENS}", f"checkpoint.save={full}", *init], in_process=True)
     split = tmp / "split6"
-    run_train(recipe, [f"train.tokens={TOKENS}", f"checkpoint.save={split}", *init])
+    run_train(recipe, [f"train.tokens={TOKENS}", f"checkpoint.save={split}", *init], in_process=True)
     # A new process continues the same stage with a larger budget from the latest checkpoint.
-    run_train(recipe, [f"train.tokens={2 * TOKENS}", f"checkpoint.save={split}", *init])
+    run_train(recipe, [f"train.tokens={2 * TOKENS}", f"checkpoint.save={split}", *init], in_process=True)
     a, b = _losses(full / "tensorboard"), _losses(split / "tensorboard")
     assert len(a) == 2 * STEPS and a == b
     state = (split / "iter_0000006" / "trainer_state.json").read_text()
@@ -77,10 +77,10 @@ def test_saved_at_tp2_resumed_at_tp1(world):
     tmp, recipe = world["tmp"], world["recipe"]
     init = [f"checkpoint.init_from={tmp / 'init'}", "checkpoint.init_weights_only=true"]
     ref = tmp / "ref6"
-    run_train(recipe, [f"train.tokens={2 * TOKENS}", f"checkpoint.save={ref}", *init])
+    run_train(recipe, [f"train.tokens={2 * TOKENS}", f"checkpoint.save={ref}", *init], in_process=True)
     out = tmp / "tp2then1"
     run_train(recipe, ["parallel.tp=2", f"train.tokens={TOKENS}", f"checkpoint.save={out}", *init], nproc=2)
-    run_train(recipe, ["parallel.tp=1", f"train.tokens={2 * TOKENS}", f"checkpoint.save={out}", *init])
+    run_train(recipe, ["parallel.tp=1", f"train.tokens={2 * TOKENS}", f"checkpoint.save={out}", *init], in_process=True)
     _assert_close(_losses(out / "tensorboard"), _losses(ref / "tensorboard"))
 
 
@@ -92,7 +92,7 @@ def _tree_digest(path: Path) -> dict[str, str]:
 def test_two_decay_branches_from_one_stable_checkpoint(world):
     tmp, recipe = world["tmp"], world["recipe"]
     stable = tmp / "stable"
-    run_train(recipe, [f"train.tokens={TOKENS}", f"checkpoint.save={stable}"])
+    run_train(recipe, [f"train.tokens={TOKENS}", f"checkpoint.save={stable}"], in_process=True)
     stable_ckpt = stable / "iter_0000003"
     before = _tree_digest(stable)
     results = {}
@@ -103,7 +103,7 @@ def test_two_decay_branches_from_one_stable_checkpoint(world):
         out = tmp / f"decay_{name}"
         run_train(recipe, ["schedule.stage=decay", f"schedule.decay_style={style}", "schedule.min_lr=1e-5",
                            f"train.tokens={TOKENS}", f"checkpoint.save={out}", f"checkpoint.init_from={source}",
-                           *layout], nproc=2 if layout else 1)
+                           *layout], nproc=2 if layout else 1, in_process=not layout)
         results[name] = read_scalars(str(out / "tensorboard"))
         assert (out / "iter_0000006" / "trainer_state.json").is_file()
     assert _tree_digest(stable) == before, "a decay branch modified the stable checkpoint"

@@ -18,19 +18,16 @@ import pytest
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from megatron_octo import train
 from megatron_octo.checkpoint.save_load import read_trainer_state, latest_checkpoint
-from megatron_octo.rl import __main__ as rl_cli
 from megatron_octo.rl.trainer import RLTrainer
 from megatron_octo.training.trainer import Trainer
 from tests.helpers import ROOT, read_metrics, tiny_recipe, tiny_rl_overrides, write_indexed_dataset
-from tests.megatron_state import run_cli_in_process
+from tests.megatron_state import cli_main, run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 TPS = 8 * 32  # tokens per step of tiny_recipe
 PEAK = 1e-3
-CLIS = {"megatron_octo.train": train.main, "megatron_octo.rl": rl_cli.main}
 # Which torch optimizers a trainer owns, read from its attributes once its set-up has run.
 LABELS = ((Trainer, {"optimizer": "model"}), (RLTrainer, {"optimizer": "actor", "critic.optimizer": "critic"}))
 
@@ -76,7 +73,7 @@ def _observed(tmp: Path, name: str, recipe: str, overrides: list, module: str = 
               expect_rc: int = 0, env_extra: dict | None = None):
     """Run the CLI under the recorder; (result, applied records)."""
     with applied_steps() as records:
-        res = run_cli_in_process(CLIS[module], ["--config", recipe, *overrides], env=env_extra)
+        res = run_cli_in_process(cli_main(module), ["--config", recipe, *overrides], env=env_extra)
     assert res.returncode == expect_rc, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-4000:]}"
     return res, records
 

@@ -93,7 +93,8 @@ def test_converted_checkpoint_starts_a_training_run(imported, tmp_path):
     arch = arch_from_hf_config(read_hf_config(str(imported["hf"])))
     run_train(recipe, [*model_overrides(arch), "model.seq_length=32", "train.tokens=512", "schedule.lr=1e-6",
                        "optimizer.weight_decay=0", f"checkpoint.save={tmp_path / 'run'}",
-                       f"checkpoint.init_from={imported['ckpt']}", "checkpoint.init_weights_only=true"])
+                       f"checkpoint.init_from={imported['ckpt']}", "checkpoint.init_weights_only=true"],
+              in_process=True)
     assert (tmp_path / "run" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
     to_hf(tmp_path / "run", "--out", tmp_path / "hf_trained")
     orig, trained = hf_tensors(imported["hf"]), hf_tensors(tmp_path / "hf_trained")
@@ -106,7 +107,8 @@ def test_trained_checkpoint_exports_and_generates_the_same_tokens(tmp_path):
     recipe = tiny_recipe(tmp_path, prefix)
     tok = str(ROOT / "data" / "tokenizer" / "octo_sp8k.model")
     run_train(recipe, ["model.preset=tiny-tied", "model.num_layers=2", "train.tokens=512", "schedule.lr=3e-3",
-                       f"tokenizer.path={tok}", "tokenizer.library=sentencepiece", f"checkpoint.save={tmp_path / 'run'}"])
+                       f"tokenizer.path={tok}", "tokenizer.library=sentencepiece",
+                       f"checkpoint.save={tmp_path / 'run'}"], in_process=True)
     out = tmp_path / "hf"
     res = to_hf(tmp_path / "run", "--out", out)
     assert "tokenizer: tokenizer.model, tokenizer.json" in res.stdout

@@ -18,11 +18,10 @@ import torch
 import yaml
 
 from megatron_octo.checkpoint.save_load import CheckpointError, load, read_trainer_state, resolve_checkpoint
-from megatron_octo import train
 from megatron_octo.cli import convert_to_hf, merge_checkpoints as mc
 from megatron_octo.eval import runner as eval_runner
 from megatron_octo.rl import __main__ as rl_cli
-from tests.helpers import ROOT, checkpoint_tensors, run, tiny_rl_overrides
+from tests.helpers import ROOT, checkpoint_tensors, run, run_train, tiny_rl_overrides
 from tests.megatron_state import run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -58,9 +57,9 @@ def ckpts(tiny_text_checkpoint, tmp_path_factory):
     iteration-4 checkpoint; plus the 0.5/0.5 merge of the first two."""
     tmp = tmp_path_factory.mktemp("merge")
     data = tiny_text_checkpoint / "data"
-    res = run_cli_in_process(train.main, ["--config", ROOT / "recipes/tiny/stable.yaml", *text_overrides(data),
-                                          "train.tokens=1024", f"checkpoint.save={tmp}/run", "checkpoint.save_interval=1"])
-    assert res.returncode == 0, res.stderr[-3000:]
+    run_train(str(ROOT / "recipes/tiny/stable.yaml"), [*text_overrides(data), "train.tokens=1024",
+                                                      f"checkpoint.save={tmp}/run", "checkpoint.save_interval=1"],
+              in_process=True)
     a, b, c = tmp / "run/iter_0000001", tmp / "run/iter_0000002", tiny_text_checkpoint / "ckpt"
     merge(a, b, "--weights", "0.5,0.5", "--out", tmp / "half", process=True)
     return {"tmp": tmp, "data": data, "a": a, "b": b, "c": c, "half": tmp / "half"}
@@ -118,10 +117,9 @@ def test_non_uniform_weights(ckpts):
 
 def test_merged_checkpoint_starts_a_decay_stage_with_a_fresh_optimizer(ckpts):
     half, tmp = ckpts["half"], ckpts["tmp"]
-    res = run_cli_in_process(train.main, [
-        "--config", ROOT / "recipes/tiny/stable.yaml", *text_overrides(ckpts["data"]), "schedule.stage=decay",
-        "schedule.min_lr=1e-5", "train.tokens=512", f"checkpoint.init_from={half}", f"checkpoint.save={tmp}/decay"])
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_train(str(ROOT / "recipes/tiny/stable.yaml"), [
+        *text_overrides(ckpts["data"]), "schedule.stage=decay", "schedule.min_lr=1e-5", "train.tokens=512",
+        f"checkpoint.init_from={half}", f"checkpoint.save={tmp}/decay"], in_process=True)
     assert f"initialised from {half}/iter_0000002" in res.stdout
     assert "holds model weights only (no optimizer state): the optimizer starts fresh" in res.stdout
     st = read_trainer_state(str(tmp / "decay/iter_0000003"))

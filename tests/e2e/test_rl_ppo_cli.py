@@ -20,9 +20,7 @@ import torch
 
 from megatron_octo.checkpoint.save_load import TRACKER, iter_dir_name, latest_checkpoint, read_trainer_state
 from tests.conftest import ppo_overrides
-from megatron_octo.rl import __main__ as rl_cli
 from tests.helpers import ROOT, checkpoint_tensors, read_metrics, run, run_train
-from tests.megatron_state import run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -37,13 +35,9 @@ def _steps(save_dir) -> dict:
 
 
 def _rl(overrides, nproc=1):
-    """One process: the CLI's main in this interpreter (run_cli_in_process; the PPO family's run is the CLI in a
-    process of its own); ``nproc`` > 1: under torchrun."""
-    if nproc > 1:
-        return run_train(RECIPE, overrides, nproc=nproc, timeout=280, module="megatron_octo.rl")
-    res = run_cli_in_process(rl_cli.main, ["--config", RECIPE, *overrides])
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    return res
+    """One process: the CLI's main in this interpreter (the PPO family's run is the CLI in a process of its own);
+    ``nproc`` > 1: under torchrun."""
+    return run_train(RECIPE, overrides, nproc=nproc, timeout=280, module="megatron_octo.rl", in_process=nproc == 1)
 
 
 @pytest.fixture(scope="module")

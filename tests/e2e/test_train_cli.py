@@ -14,7 +14,8 @@ import pytest
 
 from megatron_octo import train
 from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
-from tests.helpers import ROOT, env_for_subprocess, read_metrics, run_train, tiny_recipe, train_cmd, write_indexed_dataset
+from tests.helpers import (ROOT, env_for_subprocess, read_metrics, run_train, tiny_recipe, train_cmd,
+                           write_indexed_dataset)
 from tests.megatron_state import run_cli_in_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -57,7 +58,7 @@ def test_sigusr1_saves_and_exits_75_then_resume_matches(recipe):
     steps = 12
     tokens = steps * 8 * 32
     ref = tmp / "uninterrupted"
-    run_train(path, [f"train.tokens={tokens}", f"checkpoint.save={ref}"])
+    run_train(path, [f"train.tokens={tokens}", f"checkpoint.save={ref}"], in_process=True)
     out = tmp / "signalled"
     proc = subprocess.Popen(train_cmd(path, [f"train.tokens={tokens}", f"checkpoint.save={out}"]), cwd=ROOT,
                             env=env_for_subprocess(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -75,7 +76,7 @@ def test_sigusr1_saves_and_exits_75_then_resume_matches(recipe):
     assert "signal received" in out_rest
     state = read_trainer_state(latest_checkpoint(str(out)))
     assert 2 <= state.iteration < steps
-    run_train(path, [f"train.tokens={tokens}", f"checkpoint.save={out}"])
+    run_train(path, [f"train.tokens={tokens}", f"checkpoint.save={out}"], in_process=True)
     final = read_trainer_state(latest_checkpoint(str(out)))
     assert final.iteration == steps and final.tokens == tokens
     losses = lambda d: {r["iteration"]: r["lm loss"] for r in read_metrics(d / "tensorboard") if "lm loss" in r}
