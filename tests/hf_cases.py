@@ -45,14 +45,30 @@ def hf_tensors(path) -> dict:
     return {n: w.get(n) for n in w.names()}
 
 
-def from_hf(*args, timeout=180, expect_rc=0):
-    res = run([sys.executable, "tools/convert_from_hf.py", *map(str, args)], timeout=timeout)
+def from_hf(*args, timeout=180, expect_rc=0, process=True):
+    """tools/convert_from_hf.py in a process of its own (with --tp/--pp > 1 it relaunches itself under
+    torchrun), or without ``process`` its main in this interpreter (one process, TP = PP = 1)."""
+    if process:
+        res = run([sys.executable, "tools/convert_from_hf.py", *map(str, args)], timeout=timeout)
+    else:
+        from megatron_octo.cli import convert_from_hf
+        from tests.megatron_state import run_cli_in_process
+
+        res = run_cli_in_process(convert_from_hf.main, list(args))
     assert res.returncode == expect_rc, res.stdout[-3000:] + res.stderr[-3000:]
     return res
 
 
-def to_hf(*args, timeout=120, expect_rc=0):
-    res = run([sys.executable, "tools/convert_to_hf.py", *map(str, args)], timeout=timeout)
+def to_hf(*args, timeout=120, expect_rc=0, process=False):
+    """tools/convert_to_hf.py: its main in this interpreter (tests/megatron_state.run_cli_in_process), or with
+    ``process`` the script in a process of its own (the export end to end)."""
+    if process:
+        res = run([sys.executable, "tools/convert_to_hf.py", *map(str, args)], timeout=timeout)
+    else:
+        from megatron_octo.cli import convert_to_hf
+        from tests.megatron_state import run_cli_in_process
+
+        res = run_cli_in_process(convert_to_hf.main, list(args))
     assert res.returncode == expect_rc, res.stdout[-3000:] + res.stderr[-3000:]
     return res
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import sys
 
 import pytest
 import torch
 
-from tests.helpers import ROOT, run, run_train, tiny_recipe, write_indexed_dataset
+from tests.helpers import ROOT, run_train, tiny_recipe, write_indexed_dataset
 from tests.hf_cases import VOCAB, from_hf, hf_logits, hf_tensors, make_hf_model, to_hf
 from tests.megatron_state import megatron_in_process
 
@@ -57,7 +56,7 @@ def test_import_tp1_logits_equal_transformers(imported):
 
 def test_import_then_export_is_bitwise_equal(imported):
     out = imported["tmp"] / "hf_back"
-    res = to_hf(imported["ckpt"], "--out", out, "--max-shard-size", "200KB")
+    res = to_hf(imported["ckpt"], "--out", out, "--max-shard-size", "200KB", process=True)
     assert "20 tensors" in res.stdout
     assert (out / "model.safetensors.index.json").is_file() and not (out / "model.safetensors").exists()
     orig, back = hf_tensors(imported["hf"]), hf_tensors(out)
@@ -261,14 +260,13 @@ def test_converted_checkpoint_starts_an_rl_run(tmp_path):
     from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
 
     hf = make_hf_model(tmp_path / "hf", vocab_size=8192)  # the bundled SentencePiece tokenizer's size
-    from_hf(hf, "--out", tmp_path / "mg")
+    from_hf(hf, "--out", tmp_path / "mg", process=False)
     arch = arch_from_hf_config(read_hf_config(str(hf)))
-    res = run([sys.executable, "-m", "megatron_octo.rl", "--config", str(ROOT / "recipes/tiny/rl_ppo.yaml"),
-               *model_overrides(arch), f"checkpoint.init_from={tmp_path / 'mg'}", f"checkpoint.save={tmp_path / 'ppo'}",
-               f"rl.reward_fn={ROOT}/tests/scripts/rl_test_reward.py:digit_share", "rl.steps=1", "rl.val_interval=0",
-               "rl.max_response_length={0: 16}", "rl.prompts_per_step=2", "rl.samples_per_prompt=2",
-               "rl.mini_batch_prompts=2"], timeout=200)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    res = run_train(str(ROOT / "recipes/tiny/rl_ppo.yaml"), [
+        *model_overrides(arch), f"checkpoint.init_from={tmp_path / 'mg'}", f"checkpoint.save={tmp_path / 'ppo'}",
+        f"rl.reward_fn={ROOT}/tests/scripts/rl_test_reward.py:digit_share", "rl.steps=1", "rl.val_interval=0",
+        "rl.max_response_length={0: 16}", "rl.prompts_per_step=2", "rl.samples_per_prompt=2",
+        "rl.mini_batch_prompts=2"], module="megatron_octo.rl", in_process=True)
     assert f"initialised from {tmp_path / 'mg'}" in res.stdout and "rl step     1/1" in res.stdout
     st = read_trainer_state(latest_checkpoint(str(tmp_path / "ppo")))
     assert (st.stage, st.stage_iteration) == ("rl", 1)
