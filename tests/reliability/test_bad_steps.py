@@ -11,15 +11,16 @@ import pytest
 from megatron_octo.checkpoint import integrity
 from megatron_octo.checkpoint.save_load import read_trainer_state
 from tests.reliability.faultlib import (STEPS, TOKENS, assert_same_tensors, checkpoint_tensors, lineage, tracker,
-                                       train)
+                                       train_in_process)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 def test_skip_policy_drops_spiky_and_nan_steps(rel):
     save = rel["tmp"] / "skip"
-    res = train(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.save_interval=1", "train.nan_policy=skip",
-                                "train.grad_norm_spike_threshold=50"], fault="step:5=spike,step:7=nan")
+    res = train_in_process(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.save_interval=1",
+                                           "train.nan_policy=skip", "train.grad_norm_spike_threshold=50"],
+                           fault="step:5=spike,step:7=nan")
     assert "gradient norm" in res.stdout and "above train.grad_norm_spike_threshold=50 at iteration 5" in res.stdout
     assert "non-finite loss (nan) at iteration 7; update skipped (train.nan_policy=skip; 2 skipped so far)" in res.stdout
     ref, got = lineage(rel["ref"]), lineage(save)
@@ -41,11 +42,12 @@ def test_skipped_first_step_still_saves_optimizer_state_and_resumes(rel):
     """A NaN at iteration 1 under nan_policy=skip: the checkpoint saved then holds Adam state (zero
     moments), so a later run resumes from it; the weights are still the initial ones."""
     save = rel["tmp"] / "skip_first"
-    train(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.save_interval=1", "train.nan_policy=skip",
-                          "train.tokens=512"], fault="step:1=nan")
+    train_in_process(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.save_interval=1", "train.nan_policy=skip",
+                                     "train.tokens=512"], fault="step:1=nan")
     first = checkpoint_tensors(save / "iter_0000001")
     assert any("exp_avg" in k for k in first), sorted(first)[:10]
-    res = train(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.save_interval=1", "train.nan_policy=skip"])
+    res = train_in_process(rel["recipe"], [f"checkpoint.save={save}", "checkpoint.save_interval=1",
+                                           "train.nan_policy=skip"])
     assert "resum" in res.stdout.lower()
     final = read_trainer_state(str(save / f"iter_{STEPS:07d}"))
     assert (final.tokens, final.skipped_iterations) == (TOKENS, 1)
@@ -53,7 +55,7 @@ def test_skipped_first_step_still_saves_optimizer_state_and_resumes(rel):
 
 def test_stop_policy_saves_and_exits_3(rel):
     save = rel["tmp"] / "stop"
-    res = train(rel["recipe"], [f"checkpoint.save={save}", "train.nan_policy=stop"], fault="step:4=nan",
+    res = train_in_process(rel["recipe"], [f"checkpoint.save={save}", "train.nan_policy=stop"], fault="step:4=nan",
                 expect_rc=3)
     assert "non-finite loss (nan) at iteration 4; stopping (train.nan_policy=stop)" in res.stdout
     assert "exiting with 3" in res.stdout

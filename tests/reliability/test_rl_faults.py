@@ -22,7 +22,9 @@ from megatron_octo.rl.custom_reward import RewardWorker, custom_rewards
 from megatron_octo.rl.guards import check_rollout
 from megatron_octo.rl.reward import RewardResult
 from megatron_octo.checkpoint.save_load import latest_checkpoint, read_trainer_state
+from megatron_octo.rl import __main__ as rl_cli
 from tests.helpers import ROOT, checkpoint_tensors, read_metrics
+from tests.megatron_state import run_cli_in_process
 from tests.reliability.faultlib import launch, tracker
 
 pytestmark = [pytest.mark.timeout(900)]
@@ -39,9 +41,15 @@ def common(tiny_text_checkpoint):
             "rl.mini_batch_prompts=2"]
 
 
-def _rl(overrides, fault=None, expect_rc=0, env_extra=None):
-    res = launch([sys.executable, "-m", "megatron_octo.rl", "--config", RECIPE, *overrides], fault=fault,
-                 timeout=400, env_extra=env_extra)
+def _rl(overrides, fault=None, expect_rc=0, env_extra=None, process=False):
+    """The RL CLI with OCTO_FAULT_INJECT=fault: its main in this interpreter (run_cli_in_process), or with ``process``
+    in a process of its own (signals; an exception that ends the process)."""
+    if process:
+        res = launch([sys.executable, "-m", "megatron_octo.rl", "--config", RECIPE, *overrides], fault=fault,
+                     timeout=400, env_extra=env_extra)
+    else:
+        res = run_cli_in_process(rl_cli.main, ["--config", RECIPE, *overrides],
+                                 env={"OCTO_FAULT_INJECT": fault or "", **(env_extra or {})})
     assert res.returncode == expect_rc, (f"exit {res.returncode} (expected {expect_rc}), OCTO_FAULT_INJECT={fault}\n"
                                          f"--- stdout\n{res.stdout[-3000:]}\n--- stderr\n{res.stderr[-4000:]}")
     return res
@@ -69,11 +77,11 @@ def reference(common, tmp_path_factory):
 def test_signal_saves_after_the_step_and_the_resumed_run_continues_it(common, reference, tmp_path, sig):
     run = tmp_path / "run"
     if sig == "sigterm":  # injected at the start of step 1
-        res = _rl([*common, f"checkpoint.save={run}"], fault="step:1=sigterm", expect_rc=75)
+        res = _rl([*common, f"checkpoint.save={run}"], fault="step:1=sigterm", expect_rc=75, process=True)
     else:  # sent by another process (the reward worker) while step 1 is being rewarded
         marker = {"OCTO_TEST_SIGNAL_MARKER": str(tmp_path / "signalled")}
         res = _rl([*common, f"checkpoint.save={run}", f"rl.reward_fn={REWARDS}:sigusr1_once"], expect_rc=75,
-                  env_extra=marker)
+                  env_extra=marker, process=True)
     # Step 1 finished, then the save and exit 75.
     assert "rl step     1/2" in res.stdout and "rl step     2/2" not in res.stdout
     assert "signal received: saved" in res.stdout and "exiting with 75" in res.stdout
@@ -143,7 +151,8 @@ def test_hanging_custom_reward_is_bounded_counted_and_recovers(common, tmp_path)
 
 @pytest.mark.e2e
 def test_custom_reward_error_is_reported(common, tmp_path):
-    res = _rl([*common, f"rl.reward_fn={REWARDS}:boom", f"checkpoint.save={tmp_path / 'boom'}"], expect_rc=1)
+    res = _rl([*common, f"rl.reward_fn={REWARDS}:boom", f"checkpoint.save={tmp_path / 'boom'}"], expect_rc=1,
+              process=True)
     assert "ZeroDivisionError: reward exploded" in res.stderr
 
 
